@@ -1,0 +1,159 @@
+"""Embedding backends: the protocol every backend meets, and the registry of backends by name.
+
+Each backend module imports its runtime (torch, onnxruntime, llama_cpp, model2vec) inside its loader,
+so that listing or selecting backends never needs an optional extra that is not installed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from embedgate import MissingDependency, UsageError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from embedgate.cache import ArtifactCache
+    from embedgate.model import ModelSpec
+
+
+@dataclass
+class BackendMetadata:
+    """What the report says about a loaded backend besides its measurements."""
+
+    artifact_path: str
+    size_bytes: int
+    load_seconds: float
+    build_seconds: float = 0.0
+    built_now: bool = False
+    source: str = "built"  # "reference", "built", "cached", "user artifact", "in memory"
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class EmbeddingBackend(Protocol):
+    """An embedding model behind some runtime; what every gate talks to."""
+
+    name: str
+    dimension: int
+    max_tokens: int
+    metadata: BackendMetadata
+
+    def encode(self, texts: Sequence[str], *, role: str | None = None, batch_size: int = 32) -> np.ndarray:
+        """L2-normalised float32 vectors, shape (len(texts), dimension), the model's prompt for `role` applied."""
+        ...
+
+
+@dataclass
+class BuildContext:
+    """Everything a backend factory may use: the reference model, the cache, the thread budget."""
+
+    model: ModelSpec
+    cache: ArtifactCache
+    threads: int
+    artifact: Path | None = None  # a user-supplied artifact (--artifact NAME=PATH): load it, never build or modify it
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    name: str
+    family: str  # tolerances and thresholds may be set per family
+    extra: str  # the pyproject extra that installs its runtime
+    shares_reference_space: bool  # False for a model whose vectors are not comparable with the reference's
+    factory: str | Callable[[BuildContext], EmbeddingBackend]  # "module:function" or a callable
+    description: str
+    requires: tuple[str, ...] = ()  # modules whose absence means "extra not installed"
+    accepts_artifact: bool = True
+
+    def load(self, ctx: BuildContext) -> EmbeddingBackend:
+        for module in self.requires:
+            if importlib.util.find_spec(module) is None:
+                raise MissingDependency(self.extra, module)
+        if ctx.artifact is not None and not self.accepts_artifact:
+            raise UsageError(f"--artifact {self.name}=...: backend {self.name} is built in memory and takes no artifact")
+        factory = self.factory
+        if isinstance(factory, str):
+            module_name, _, attr = factory.partition(":")
+            factory = getattr(importlib.import_module(module_name), attr)
+        backend = factory(ctx)
+        if not isinstance(backend, EmbeddingBackend):
+            raise TypeError(f"backend {self.name}: factory returned {type(backend).__name__}, not an EmbeddingBackend")
+        return backend
+
+
+REFERENCE = "torch-fp32"
+DEFAULT_BASELINE = "torch-int8"
+
+_BUILTIN = (
+    BackendSpec("torch-fp32", "torch", "torch", True, "backends.torch_fp32:load",
+                "the reference: the model's full sentence-transformers pipeline in fp32 PyTorch",
+                requires=("torch", "sentence_transformers"), accepts_artifact=False),
+    BackendSpec("torch-int8", "torch", "torch", True, "backends.torch_int8:load",
+                "PyTorch dynamic INT8 quantization of every Linear layer (quantized at load)",
+                requires=("torch", "sentence_transformers"), accepts_artifact=False),
+    BackendSpec("onnx-fp32", "onnx", "onnx", True, "backends.onnx_runtime:load_fp32",
+                "the whole pipeline exported to one ONNX graph, run by onnxruntime",
+                requires=("onnxruntime", "transformers")),
+    BackendSpec("onnx-int8", "onnx", "onnx", True, "backends.onnx_runtime:load_int8",
+                "the ONNX graph with onnxruntime dynamic INT8 quantization of its MatMuls",
+                requires=("onnxruntime", "transformers")),
+    BackendSpec("gguf-f16", "gguf", "gguf", True, "backends.gguf:load_f16",
+                "llama.cpp GGUF in f16 through llama-cpp-python", requires=("llama_cpp",)),
+    BackendSpec("gguf-q8_0", "gguf", "gguf", True, "backends.gguf:load_q8_0",
+                "llama.cpp GGUF quantized to Q8_0 through llama-cpp-python", requires=("llama_cpp",)),
+    BackendSpec("gguf-q4_k_m", "gguf", "gguf", True, "backends.gguf:load_q4_k_m",
+                "llama.cpp GGUF quantized to Q4_K_M through llama-cpp-python", requires=("llama_cpp",)),
+    BackendSpec("model2vec", "model2vec", "model2vec", False, "backends.model2vec_static:load",
+                "a Model2Vec static model distilled from the reference model", requires=("model2vec",)),
+)
+
+
+class Registry:
+    """Backends by name, in the order they were registered (the report's order)."""
+
+    def __init__(self, specs: Sequence[BackendSpec] = ()):
+        self._specs: dict[str, BackendSpec] = {}
+        for spec in specs:
+            self.register(spec)
+
+    def register(self, spec: BackendSpec, *, replace: bool = False) -> None:
+        if spec.name in self._specs and not replace:
+            raise ValueError(f"backend {spec.name} is registered already")
+        self._specs[spec.name] = spec
+
+    def __getitem__(self, name: str) -> BackendSpec:
+        try:
+            return self._specs[name]
+        except KeyError:
+            raise UsageError(f"unknown backend {name!r}; known backends: {', '.join(self._specs)}") from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._specs
+
+    def __iter__(self):
+        return iter(self._specs.values())
+
+    def names(self) -> list[str]:
+        return list(self._specs)
+
+    def select(self, value: str) -> list[str]:
+        """Parse a --backends value: a comma list or 'all'; unknown names are a usage error."""
+        if value.strip() == "all":
+            return self.names()
+        names = [part.strip() for part in value.split(",") if part.strip()]
+        if not names:
+            raise UsageError("--backends: give a comma list of backend names or 'all'")
+        unknown = [name for name in names if name not in self._specs]
+        if unknown:
+            raise UsageError(f"--backends: unknown backend {', '.join(unknown)}; known backends: {', '.join(self._specs)}")
+        return list(dict.fromkeys(names))
+
+
+def builtin_registry() -> Registry:
+    return Registry(_BUILTIN)

