@@ -45,7 +45,8 @@ def evaluate(name: str, value: float | None, threshold: float | None, op: str = 
     if threshold is None:
         return Measurement(name, value, None, op, None, f"{label} (not gated)", unit)
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return Measurement(name, value, threshold, op, False, f"{label}: no value to compare with {op} {threshold}", unit)
+        because = f" ({what})" if what else ""
+        return Measurement(name, value, threshold, op, False, f"{label}: nothing to compare with {op} {threshold}{because}", unit)
     passed = OPS[op](value, threshold)
     shown = op if passed else NEGATED[op]
     reason = f"{label} {shown} {_fmt(threshold)}{unit}" + ("" if passed else f" required{f' ({what})' if what else ''}")

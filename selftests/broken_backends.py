@@ -71,6 +71,113 @@ BROKEN = {
 }
 
 
+# ---------------------------------------------------------------- degraded backends for the quality gates
+
+def _text_noise(texts, dimension: int, sigma: float) -> np.ndarray:
+    """Noise that depends only on the text (deterministic across calls, batches and runs)."""
+    import zlib
+
+    return np.stack([np.random.default_rng(zlib.crc32(t.encode("utf-8"))).normal(0, sigma, dimension) for t in texts])
+
+
+class Noisy(Wrapped):
+    """Reference vectors plus noise (what an over-aggressive quantization does to them)."""
+
+    sigma = 0.08
+
+    def encode(self, texts, *, role=None, batch_size=32):
+        texts = check_texts(texts)
+        vectors = super().encode(texts, role=role, batch_size=batch_size)
+        if not texts:
+            return vectors
+        vectors = vectors + _text_noise([f"{role}|{t}" for t in texts], self.dimension, self.sigma).astype(np.float32)
+        return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+
+
+class Retention90(Noisy):
+    """Noise tuned so that all-MiniLM-L6-v2 keeps ~90% of its fixture-STS Spearman (measured: 90.8%)."""
+
+    sigma = 0.06
+
+
+class SlightNoise(Noisy):
+    """Noise small enough that all-MiniLM-L6-v2 keeps its fixture-STS Spearman (measured: 100.2%)."""
+
+    sigma = 0.04
+
+
+class OtherPooling(Wrapped):
+    """CLS pooling where the model says mean (a converter that ignores 1_Pooling)."""
+
+    def __init__(self, name, ctx):
+        super().__init__(name, ctx)
+        from sentence_transformers.sentence_transformer.modules import Pooling
+
+        st = self.inner.st
+        key = next(k for k, module in st._modules.items() if isinstance(module, Pooling))
+        st._modules[key] = Pooling(st._modules[key].get_embedding_dimension(), pooling_mode="cls")
+
+
+class DroppedPrompt(Wrapped):
+    """Ignores the role, so the model's prompts are never applied (an exporter that forgets them)."""
+
+    def encode(self, texts, *, role=None, batch_size=32):
+        return super().encode(texts, role=None, batch_size=batch_size)
+
+
+class DroppedLastDense(Wrapped):
+    """Leaves out the last Dense layer (a GGUF converted without --sentence-transformers-dense-modules)."""
+
+    def __init__(self, name, ctx):
+        super().__init__(name, ctx)
+        from sentence_transformers.sentence_transformer.modules import Dense
+
+        st = self.inner.st
+        last = [k for k, module in st._modules.items() if isinstance(module, Dense)][-1]
+        del st._modules[last]
+        self.dimension = self.inner.dimension = int(st.get_embedding_dimension())
+
+
+# ---------------------------------------------------------------- latency
+
+class SlowedDown(Wrapped):
+    """Does the reference's work three times (a backend 3x slower than the reference)."""
+
+    def encode(self, texts, *, role=None, batch_size=32):
+        for _ in range(2):
+            super().encode(texts, role=role, batch_size=batch_size)
+        return super().encode(texts, role=role, batch_size=batch_size)
+
+
+class SlowedByEnvironment(Wrapped):
+    """Does the reference's work EMBEDGATE_SELFTEST_REPEAT times (default 1): the same backend, slower in a later
+    run, which is what --benchmark-compare across runs must catch."""
+
+    def encode(self, texts, *, role=None, batch_size=32):
+        import os
+
+        for _ in range(int(os.environ.get("EMBEDGATE_SELFTEST_REPEAT", "1")) - 1):
+            super().encode(texts, role=role, batch_size=batch_size)
+        return super().encode(texts, role=role, batch_size=batch_size)
+
+
+class Cached(Wrapped):
+    """Returns remembered vectors without computing (what a benchmark must not believe)."""
+
+    def encode(self, texts, *, role=None, batch_size=32):
+        texts = check_texts(texts)
+        vector = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        vector[:, 0] = 1.0
+        return vector
+
+
+BROKEN.update({
+    "noisy": Noisy, "retention-90": Retention90, "slight-noise": SlightNoise, "cls-pooling": OtherPooling,
+    "no-prompt": DroppedPrompt, "no-last-dense": DroppedLastDense, "plain": Wrapped, "slow-3x": SlowedDown,
+    "cached": Cached, "regresses": SlowedByEnvironment,
+})
+
+
 def pytest_embedgate_register_backends(registry) -> None:
     for name, cls in BROKEN.items():
         registry.register(BackendSpec(

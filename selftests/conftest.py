@@ -10,6 +10,12 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
+# pytester's in-process runs drop modules first imported inside them; `datasets` registers pyarrow extension
+# types on import and cannot be imported twice in one process, so the heavy libraries are imported here, once.
+import datasets  # noqa: E402,F401
+import mteb  # noqa: E402,F401
+import sentence_transformers  # noqa: E402,F401
+
 PROJECT = Path(__file__).resolve().parent.parent
 PROMPTS = {"query": "query: ", "document": "passage: ", "STS": "similar: "}
 
@@ -38,14 +44,18 @@ def make_tiny_model(folder: Path, *, dense: bool = True, prompts: dict | None = 
     ]
     (folder / "1_Pooling").mkdir()
     (folder / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": 32, "pooling_mode_mean_tokens": True}))
-    if dense:
-        (folder / "2_Dense").mkdir()
-        (folder / "2_Dense" / "config.json").write_text(json.dumps(
-            {"in_features": 32, "out_features": 16, "bias": True, "activation_function": "torch.nn.modules.activation.Tanh"}))
-        save_file({"linear.weight": torch.randn(16, 32) * 0.3, "linear.bias": torch.zeros(16)},
-                  str(folder / "2_Dense" / "model.safetensors"))
-        modules.append({"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
-    modules.append({"idx": len(modules), "name": str(len(modules)), "path": "3_Normalize",
+    if dense:  # two Dense layers, as EmbeddingGemma has: 32 -> 24 (tanh) -> 16 (identity)
+        for index, (size_in, size_out, activation) in enumerate(
+                [(32, 24, "activation.Tanh"), (24, 16, "linear.Identity")], start=2):
+            path = folder / f"{index}_Dense"
+            path.mkdir()
+            path.joinpath("config.json").write_text(json.dumps({
+                "in_features": size_in, "out_features": size_out, "bias": True,
+                "activation_function": f"torch.nn.modules.{activation}"}))
+            save_file({"linear.weight": torch.randn(size_out, size_in) * 0.4, "linear.bias": torch.zeros(size_out)},
+                      str(path / "model.safetensors"))
+            modules.append({"idx": index, "name": str(index), "path": path.name, "type": "sentence_transformers.models.Dense"})
+    modules.append({"idx": len(modules), "name": str(len(modules)), "path": "9_Normalize",
                     "type": "sentence_transformers.models.Normalize"})
     (folder / "modules.json").write_text(json.dumps(modules))
     (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 64, "do_lower_case": False}))

@@ -1,0 +1,89 @@
+"""The project's own evaluation data (fixtures/) and external data found under --data-dir.
+
+Everything under fixtures/ was written for this project (texts and labels), so quality gates always have
+offline data. STS Benchmark is read from --data-dir only: it is never copied into the project.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+
+
+@dataclass(frozen=True)
+class CorpusText:
+    id: str
+    text: str
+    role: str
+    kind: str  # query, document, sentence, multilingual, paragraph
+
+
+def _jsonl(path: Path) -> list[dict]:
+    with path.open(encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def read_sts_csv(path: Path, *, header: bool) -> list[tuple[str, str, float]]:
+    """Rows of (sentence1, sentence2, score 0-5); a malformed row is an error naming the file and line."""
+    rows = []
+    with path.open(encoding="utf-8", newline="") as fh:
+        reader = csv.reader(fh)
+        if header:
+            next(reader, None)
+        for line_number, row in enumerate(reader, start=2 if header else 1):
+            if len(row) != 3:
+                raise ValueError(f"{path}:{line_number}: expected sentence1,sentence2,score; got {len(row)} columns")
+            try:
+                rows.append((row[0], row[1], float(row[2])))
+            except ValueError:
+                raise ValueError(f"{path}:{line_number}: score {row[2]!r} is not a number") from None
+    return rows
+
+
+@lru_cache(maxsize=None)
+def fixture_sts() -> list[tuple[str, str, float]]:
+    return read_sts_csv(FIXTURES / "sts.csv", header=True)
+
+
+@lru_cache(maxsize=None)
+def fixture_retrieval() -> tuple[list[dict], list[dict], dict[str, dict[str, int]]]:
+    folder = FIXTURES / "retrieval"
+    corpus, queries = _jsonl(folder / "corpus.jsonl"), _jsonl(folder / "queries.jsonl")
+    qrels: dict[str, dict[str, int]] = {}
+    with (folder / "qrels.tsv").open(encoding="utf-8") as fh:
+        next(fh)
+        for line in fh:
+            query, doc, score = line.rstrip("\n").split("\t")
+            qrels.setdefault(query, {})[doc] = int(score)
+    return corpus, queries, qrels
+
+
+@lru_cache(maxsize=None)
+def long_paragraphs() -> list[dict]:
+    return _jsonl(FIXTURES / "long_paragraphs.jsonl")
+
+
+@lru_cache(maxsize=None)
+def fidelity_corpus() -> list[CorpusText]:
+    """Every fixture text once, with the role a real caller would give it (prompts differ by role)."""
+    corpus, queries, _ = fixture_retrieval()
+    texts = [CorpusText(q["id"], q["text"], "query", "query") for q in queries]
+    texts += [CorpusText(d["id"], d["text"], "document", "document") for d in corpus]
+    sentences = dict.fromkeys(s for pair in fixture_sts() for s in pair[:2])
+    texts += [CorpusText(f"sts-{i}", s, "similarity", "sentence") for i, s in enumerate(sentences)]
+    texts += [CorpusText(f"ml-{i}-{m['lang']}", m["text"], "document", "multilingual")
+              for i, m in enumerate(_jsonl(FIXTURES / "multilingual.jsonl"))]
+    texts += [CorpusText(p["id"], p["text"], "document", "paragraph") for p in long_paragraphs()]
+    return texts
+
+
+def stsb_test_file(data_dir: Path | None) -> Path | None:
+    if data_dir is None:
+        return None
+    path = Path(data_dir) / "stsb" / "stsb-en-test.csv"
+    return path if path.is_file() else None

@@ -1,0 +1,47 @@
+"""Fidelity gates: each backend's vectors against torch-fp32's on the project's fixture corpus.
+
+Corpus: fixtures/ (retrieval queries and documents, STS sentences, 35 lines in 30+ languages, 8 paragraphs of
+512+ tokens), 214 texts, each encoded with its role's prompt. Thresholds: [*.fidelity] in the thresholds file.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from backends import REFERENCE
+from embedgate.data import fidelity_corpus
+from embedgate.fidelity import METRICS, THRESHOLD_KEYS, compare, encode_corpus
+
+pytestmark = pytest.mark.fidelity
+
+WHAT = {
+    "cosine-mean": "mean cosine to the reference's vector of the same text",
+    "cosine-p5": "5th percentile of the per-text cosine",
+    "cosine-min": "worst per-text cosine",
+    "top10-overlap": "share of each text's 10 nearest neighbours that the reference also ranks top 10",
+    "similarity-spearman": "rank correlation of all pairwise similarities with the reference's",
+}
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_fidelity(backend, reference, egsession, thresholds, gate, metric):
+    spec = egsession.registry[backend.name]
+    if backend.name == REFERENCE:
+        pytest.skip("the reference itself")
+    if not spec.shares_reference_space:
+        pytest.skip(f"{backend.name} has a vector space of its own; it is gated on task quality instead")
+    threshold = thresholds["fidelity"][THRESHOLD_KEYS[metric]]
+    if backend.dimension != reference.dimension:
+        gate.measure(metric, None, threshold, what=f"{backend.dimension}-dim vectors cannot match the reference's "
+                     f"{reference.dimension}-dim ones: a dropped or extra Dense layer?")
+        gate.enforce()
+    corpus = fidelity_corpus()
+    ref_vectors = egsession.memoize(("corpus-vectors", REFERENCE), lambda: encode_corpus(reference, corpus))
+    metrics = egsession.memoize(
+        ("fidelity", backend.name), lambda: compare(encode_corpus(backend, corpus), ref_vectors))
+    egsession.result(backend.name, "fidelity").update({k: v for k, v in metrics.items() if k in METRICS},
+                                                       texts=len(corpus))
+    worst = corpus[metrics["worst_text_index"]]
+    gate.detail(texts=len(corpus), worst_text=f"{worst.id} ({worst.kind}, {worst.role})")
+    gate.measure(metric, metrics[metric], threshold, what=WHAT[metric])
+    gate.enforce()
