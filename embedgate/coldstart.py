@@ -1,0 +1,60 @@
+"""Cold start: what a container restart pays, measured in a fresh process.
+
+    python -m embedgate.coldstart --model DIR --backend NAME --cache DIR --threads N [--artifact PATH]
+
+Prints one JSON line: seconds to import the runtime, seconds to load the (already built) artifact, seconds of
+the first encode, and the process's peak resident memory after it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+
+def measure(model_path: Path, backend_name: str, cache_dir: Path, threads: int, artifact: Path | None) -> dict:
+    started = time.perf_counter()
+    from backends import BuildContext, builtin_registry
+    from embedgate.cache import ArtifactCache
+    from embedgate.model import load_model_spec
+
+    registry = builtin_registry()
+    spec = registry[backend_name]
+    module = spec.factory.partition(":")[0] if isinstance(spec.factory, str) else None
+    if module:
+        __import__(module)
+        for name in spec.requires:
+            __import__(name)
+    imported = time.perf_counter()
+    model = load_model_spec(model_path)
+    cache = ArtifactCache(cache_dir, log=lambda line: print(line, file=sys.stderr))
+    backend = spec.load(BuildContext(model, cache, threads, artifact, {"gguf_probe": False}))
+    loaded = time.perf_counter()
+    backend.encode(["a first request after a container restart"], role="query")
+    encoded = time.perf_counter()
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {
+        "backend": backend_name, "import_seconds": round(imported - started, 3),
+        "load_seconds": round(loaded - imported, 3), "first_encode_seconds": round(encoded - loaded, 3),
+        "peak_rss_mb": round(peak_kb / 1024, 1), "built_now": backend.metadata.built_now,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="cold-start load time and peak RSS of one backend")
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--backend", required=True)
+    parser.add_argument("--cache", type=Path, required=True)
+    parser.add_argument("--threads", type=int, required=True)
+    parser.add_argument("--artifact", type=Path, default=None)
+    args = parser.parse_args(argv)
+    print(json.dumps(measure(args.model, args.backend, args.cache, args.threads, args.artifact)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""The speedup gate: a backend 3x slower than the baseline fails, one as fast passes, a cached one is flagged.
+
+Only ratios measured in the same run are asserted, never absolute times."""
+
+from __future__ import annotations
+
+LATENCY_RUN = ("-m", "latency", "-k", "test_latency", "--baseline=torch-fp32", "--latency-buckets=query,long",
+               "--latency-batch-sizes=1", "--latency-budget=0.5", "--threshold=latency.min_speedup=0.6",
+               "--threshold=latency.implausible_speedup=40")
+
+
+def test_speedup_gates(suite, tiny_model):
+    result = suite.run(f"--model={tiny_model}", "--backends=torch-fp32,plain,slow-3x,cached", *LATENCY_RUN)
+    verdicts = suite.verdicts()
+    assert result.ret == 1
+    for bucket in ("query", "long"):
+        gate = f"latency/latency[b1-{bucket}]"
+        assert verdicts[("slow-3x", gate)] == "fail", f"3x slower must fail min_speedup 0.6 ({bucket})"
+        assert verdicts[("plain", gate)] == "pass", f"as fast as the baseline must pass min_speedup 0.6 ({bucket})"
+        assert verdicts[("cached", gate)] == "fail", f"a cached backend must be flagged ({bucket})"
+        assert verdicts[("torch-fp32", gate)] == "skip", "the baseline is not compared with itself"
+    tests = {(t["backend"], t["gate"]): t for t in suite.report()["tests"]}
+    slow = tests[("slow-3x", "latency/latency[b1-query]")]["measurements"][0]
+    assert 0.15 < slow["value"] < 0.6, f"3x the work should measure about 0.33x: {slow}"
+    cached = tests[("cached", "latency/latency[b1-query]")]
+    assert any(m["name"] == "plausible-speedup" and m["passed"] is False for m in cached["measurements"]), cached
+
+
+def test_benchmark_json_keeps_extra_fields_and_machine_info(suite, tiny_model, tmp_path):
+    saved = tmp_path / "bench.json"
+    suite.run(f"--model={tiny_model}", "--backends=plain", *LATENCY_RUN, f"--benchmark-json={saved}", "--threads=1")
+    import json
+
+    data = json.loads(saved.read_text())
+    assert data["machine_info"]["embedgate"]["threads"] == 1
+    assert "onnxruntime" in data["machine_info"]["embedgate"]["libraries"]
+    bench = data["benchmarks"][0]
+    for key in ("speedup", "tokens_per_text", "texts_per_s", "tokens_per_s", "threads", "artifact_size_bytes", "baseline"):
+        assert key in bench["extra_info"], f"extra_info lacks {key}: {bench['extra_info']}"
+    assert bench["group"].startswith("query (~16 tokens) batch 1")
+
+
+def test_benchmark_compare_across_runs(suite, tiny_model, tmp_path, monkeypatch):
+    """pytest-benchmark's own storage and compare work on the suite: a run saved with --benchmark-autosave is
+    compared by a later run, and --benchmark-compare-fail catches the same backend grown 4x slower."""
+    storage = f"--benchmark-storage=file://{tmp_path / 'benchmarks'}"
+    args = (f"--model={tiny_model}", "--backends=regresses", *LATENCY_RUN, "--latency-buckets=query", storage)
+    monkeypatch.setenv("EMBEDGATE_SELFTEST_REPEAT", "1")
+    first = suite.run(*args, "--benchmark-autosave")
+    assert first.ret in (0, 1), first.stdout.str()[-2000:]
+    saved = list((tmp_path / "benchmarks").rglob("0001_*.json"))
+    assert len(saved) == 1, f"--benchmark-autosave wrote {saved}"
+
+    same = suite.run(*args, "--benchmark-compare=0001", "--benchmark-compare-fail=median:300%")
+    same.stderr.fnmatch_lines(["*Comparing against benchmarks from*0001_*"])
+    assert "Performance has regressed" not in same.stdout.str() + same.stderr.str()
+
+    monkeypatch.setenv("EMBEDGATE_SELFTEST_REPEAT", "4")
+    slower = suite.run(*args, "--benchmark-compare=0001", "--benchmark-compare-fail=median:100%")
+    assert "Performance has regressed" in slower.stdout.str() + slower.stderr.str(), slower.stdout.str()[-3000:]
+    assert slower.ret != 0, "a regression beyond --benchmark-compare-fail must fail the run"
