@@ -338,7 +338,7 @@ def _one_line(report: pytest.TestReport) -> str:
         return str(report.longrepr[2]).removeprefix("Skipped: ")
     crash = getattr(report.longrepr, "reprcrash", None)
     text = crash.message if crash is not None else str(report.longrepr)
-    return " ".join(text.split())[:400]
+    return " ".join(text.split()).removeprefix("Failed: ")[:400]  # pytest.fail's prefix says nothing the verdict doesn't
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:

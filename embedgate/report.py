@@ -1,22 +1,312 @@
-"""Reports: terminal summary now; JSON, Markdown and the Pareto plot follow."""
+"""The acceptance report: report.json (schema-versioned), report.md (for people) and pareto.png, plus the
+terminal summary; all from what the run measured, with the report's decision rule for what to ship.
+
+Decision rule (the user's report): ship the fastest backend that passes every gate; for every faster backend,
+say which gate rejected it; if none passes, say so.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import math
+import os
+import sys
 from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+SCHEMA_FILE = Path(__file__).resolve().parent / "report.schema.json"  # what report.json promises; the self-tests hold it to it
+FAMILIES = ("contract", "fidelity", "quality", "latency")
+BAD = ("fail", "error")
+VERDICT_ICONS = {"pass": "✅", "fail": "❌", "error": "💥"}
+
+
+def _geomean(values: list[float]) -> float | None:
+    values = [v for v in values if v and v > 0 and math.isfinite(v)]
+    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
+
+
+def backend_summary(session, name: str, records: list) -> dict[str, Any]:
+    results = session.results.get(name, {})
+    latency = results.get("latency", {})
+    quality = results.get("quality", {})
+    coldstart = results.get("coldstart", {})
+    loaded = session.loaded.get(name)
+    metadata = getattr(loaded, "metadata", None)
+    verdicts = [r.verdict for r in records if r.verdict != "not run"]
+    retentions = [q["retention"] for q in quality.values() if q.get("retention") is not None and math.isfinite(q["retention"])]
+    failures = [r for r in records if r.verdict in BAD]
+    if any(v == "error" for v in verdicts):
+        verdict = "error"
+    elif failures:
+        verdict = "fail"
+    elif "pass" in verdicts:
+        verdict = "pass"
+    elif verdicts:
+        verdict = "skipped"  # every gate skipped: no evidence to ship on
+    else:
+        verdict = "not run"
+    return {
+        "verdict": verdict,
+        "speedup_geomean": _geomean([cell["speedup"] for cell in latency.values()]),
+        "speedup_b1": {cell["bucket"]: cell["speedup"] for cell in latency.values() if cell["batch_size"] == 1},
+        "per_text_ms_b1": {cell["bucket"]: cell["per_text_ms"] for cell in latency.values() if cell["batch_size"] == 1},
+        "quality_retention_min": min(retentions) if retentions else None,
+        "task_scores": {task: q["score"] for task, q in quality.items()},
+        "size_bytes": metadata.size_bytes if metadata else None,
+        "load_seconds": (coldstart.get("import_seconds", 0) + coldstart.get("load_seconds", 0)) if coldstart else (
+            metadata.load_seconds if metadata else None),
+        "peak_rss_mb": coldstart.get("peak_rss_mb"),
+        "gates": {"pass": verdicts.count("pass"), "fail": verdicts.count("fail"), "error": verdicts.count("error"),
+                  "skip": verdicts.count("skip")},
+        "first_failure": ({"gate": failures[0].gate, "reason": failures[0].message} if failures else None),
+    }
+
+
+def recommend(summaries: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    ran = {name: s for name, s in summaries.items() if s["verdict"] not in ("not run", "skipped")}
+    ranked = sorted(ran, key=lambda n: -(ran[n]["speedup_geomean"] or 0.0))
+    timed = any(s["speedup_geomean"] for s in ran.values())
+    passing = [n for n in ranked if ran[n]["verdict"] == "pass"]
+    if not passing:
+        return {"ship": None, "reason": "no backend passed every gate", "rejected": _rejected(ranked, ran), "timed": timed}
+    ship = passing[0]
+    faster = ranked[: ranked.index(ship)]
+    how = (f"fastest backend that passes every gate ({ran[ship]['speedup_geomean']:.2f}x the baseline, geometric mean)"
+           if timed and ran[ship]["speedup_geomean"] else "passes every gate that ran (no latency measured, so not ranked by speed)")
+    return {"ship": ship, "reason": how, "rejected": _rejected(faster, ran), "timed": timed}
+
+
+def _rejected(names: list[str], summaries: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for name in names:
+        failure = summaries[name]["first_failure"] or {"gate": "?", "reason": summaries[name]["verdict"]}
+        out.append({"backend": name, "speedup_geomean": summaries[name]["speedup_geomean"], **failure})
+    return out
+
+
+def build_report(session, config=None) -> dict[str, Any]:
+    from embedgate.environment import environment_info
+
+    records = [r for r in session.records.values() if r.verdict != "not run"]  # deselected tests were never gates
+    ran_families = sorted({r.family for r in records})
+    backends = {}
+    for name in session.selected:
+        mine = [r for r in records if r.backend == name]
+        loaded = session.loaded.get(name)
+        spec = session.registry[name]
+        backends[name] = {
+            "family": spec.family, "description": spec.description,
+            "shares_reference_space": spec.shares_reference_space,
+            "artifact": _metadata(loaded),
+            "load_error": str(getattr(loaded, "error", "")) or None,
+            "summary": backend_summary(session, name, mine),
+            "latency": session.results.get(name, {}).get("latency", {}),
+            "fidelity": session.results.get(name, {}).get("fidelity", {}),
+            "quality": session.results.get(name, {}).get("quality", {}),
+            "coldstart": session.results.get(name, {}).get("coldstart", {}),
+            "thresholds": session.thresholds_for(name),
+            "gates": [r.as_dict() for r in mine],
+        }
+    summaries = {name: b["summary"] for name, b in backends.items()}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "generated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "run": {
+            "command": list(config.invocation_params.args) if config is not None else [],
+            "backends": list(session.selected), "baseline": session.baseline, "threads": session.threads,
+            "families_run": ran_families, "families_not_run": [f for f in FAMILIES if f not in ran_families],
+            "partial": len(ran_families) < len(FAMILIES),
+            "thresholds_file": session.thresholds.source, "threshold_profile": session.thresholds.profile,
+            "data_dir": str(session.data_dir) if session.data_dir else None,
+        },
+        "model": session.model.describe(),
+        "machine": environment_info(session.threads),
+        "backends": backends,
+        "recommendation": recommend(summaries),
+        "tests": [r.as_dict() for r in records],
+    }
+
+
+def _metadata(loaded) -> dict[str, Any] | None:
+    metadata = getattr(loaded, "metadata", None)
+    if metadata is None:
+        return None
+    return {"path": metadata.artifact_path, "size_bytes": metadata.size_bytes, "load_seconds": round(metadata.load_seconds, 3),
+            "build_seconds": round(metadata.build_seconds, 2), "built_now": metadata.built_now, "source": metadata.source,
+            "params": metadata.params}
+
+
+# ---------------------------------------------------------------- text renderings
+
+def _x(value: float | None, digits: int = 2, suffix: str = "") -> str:
+    return "–" if value is None else f"{value:.{digits}f}{suffix}"
+
+
+def _mb(value: float | None) -> str:
+    return "–" if value is None else f"{value / 1e6:.1f}"
 
 
 def terminal_lines(session) -> list[str]:
-    by_backend: dict[str, dict[str, int]] = {}
-    for record in session.records.values():
-        counts = by_backend.setdefault(record.backend, {})
-        counts[record.verdict] = counts.get(record.verdict, 0) + 1
-    return [f"{name:<14} " + ", ".join(f"{v} {k}" for k, v in sorted(c.items())) for name, c in by_backend.items()]
+    report = build_report(session)
+    lines = []
+    for name, backend in report["backends"].items():
+        s = backend["summary"]
+        retention = s["quality_retention_min"]
+        line = (f"{name:<12} {s['verdict'].upper():<7} speedup {_x(s['speedup_geomean'], 2, 'x'):>7}  "
+                f"quality kept {_x(None if retention is None else 100 * retention, 1, '%'):>6}  size {_mb(s['size_bytes']):>6} MB  "
+                f"rss {_x(s['peak_rss_mb'], 0, ' MB'):>7}  load {_x(s['load_seconds'], 2, 's'):>6}  "
+                f"gates {s['gates']['pass']} pass / {s['gates']['fail']} fail / {s['gates']['error']} error")
+        lines.append(line)
+        if s["first_failure"]:
+            lines.append(f"{'':<12} ↳ {s['first_failure']['gate']}: {s['first_failure']['reason'][:160]}")
+    lines.append(_recommendation_line(report))
+    if report["run"]["partial"]:
+        lines.append(f"partial run: not measured: {', '.join(report['run']['families_not_run'])}")
+    return lines
+
+
+def _recommendation_line(report: dict[str, Any]) -> str:
+    rec = report["recommendation"]
+    if rec["ship"] is None:
+        return f"ship: none — {rec['reason']}"
+    return f"ship: {rec['ship']} — {rec['reason']}"
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    run, model, machine, rec = report["run"], report["model"], report["machine"], report["recommendation"]
+    out = [
+        "# embedgate acceptance report", "",
+        f"Model **{model['name']}** ({model['dimension']} dims, max {model['max_tokens']} tokens, sha256 `{model['sha256'][:12]}`) · "
+        f"CPU {machine['cpu']['model']} ({', '.join(machine['cpu']['flags'])}) · {run['threads']} threads · "
+        f"baseline **{run['baseline']}** · {report['generated_at']}", "",
+        "## Recommendation", "",
+        (f"**Ship `{rec['ship']}`**: {rec['reason']}." if rec["ship"] else f"**Ship nothing**: {rec['reason']}."),
+    ]
+    for rejected in rec["rejected"]:
+        out.append(f"- `{rejected['backend']}` ({_x(rejected['speedup_geomean'], 2, 'x')}) rejected by "
+                   f"`{rejected['gate']}`: {rejected['reason']}")
+    if run["partial"]:
+        out += ["", f"> Partial run: {', '.join(run['families_not_run'])} gates were not run; the recommendation covers only what ran."]
+    out += ["", "## Backends", "",
+            "| backend | verdict | speedup (geo-mean) | quality kept (worst task) | size MB | peak RSS MB | load s | gates pass/fail/error/skip |",
+            "|---|---|---|---|---|---|---|---|"]
+    for name, backend in report["backends"].items():
+        s = backend["summary"]
+        retention = s["quality_retention_min"]
+        out.append(f"| `{name}` | {VERDICT_ICONS.get(s['verdict'], '–')} {s['verdict']} | {_x(s['speedup_geomean'], 2, 'x')} | "
+                   f"{_x(None if retention is None else 100 * retention, 1, '%')} | {_mb(s['size_bytes'])} | "
+                   f"{_x(s['peak_rss_mb'], 0)} | {_x(s['load_seconds'], 2)} | "
+                   f"{s['gates']['pass']}/{s['gates']['fail']}/{s['gates']['error']}/{s['gates']['skip']} |")
+    failed = [(name, g) for name, b in report["backends"].items() for g in b["gates"] if g["verdict"] in BAD]
+    if failed:
+        out += ["", "## Failed gates", "", "| backend | gate | why |", "|---|---|---|"]
+        out += [f"| `{name}` | `{g['gate']}` | {g['message'].replace('|', '/')} |" for name, g in failed]
+    out += _latency_section(report) + _quality_section(report) + _fidelity_section(report)
+    out += ["", f"_Thresholds: `{run['thresholds_file']}`{' profile ' + run['threshold_profile'] if run['threshold_profile'] else ''}. "
+            f"Library versions and the full gate list are in report.json._", ""]
+    return "\n".join(out)
+
+
+def _latency_section(report) -> list[str]:
+    cells = sorted({(c["bucket"], c["batch_size"], c["tokens_per_text"]) for b in report["backends"].values()
+                    for c in b["latency"].values()}, key=lambda c: (c[1], c[2]))
+    if not cells:
+        return []
+    out = ["", "## Latency (ms per text, median; speedup vs the baseline in the same test)", "",
+           "| backend | " + " | ".join(f"b{b} {bucket} (~{t:.0f} tok)" for bucket, b, t in cells) + " |",
+           "|---|" + "---|" * len(cells)]
+    for name, backend in report["backends"].items():
+        row = []
+        for bucket, size, _ in cells:
+            cell = backend["latency"].get(f"b{size}-{bucket}")
+            row.append("–" if cell is None else f"{cell['per_text_ms']:.2f} ({cell['speedup']:.2f}x)")
+        out.append(f"| `{name}` | " + " | ".join(row) + " |")
+    return out
+
+
+def _quality_section(report) -> list[str]:
+    tasks = sorted({task for b in report["backends"].values() for task in b["quality"]})
+    if not tasks:
+        return []
+    out = ["", "## Task quality (mteb main score; retention vs torch-fp32)", "",
+           "| backend | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
+    for name, backend in report["backends"].items():
+        row = []
+        for task in tasks:
+            q = backend["quality"].get(task)
+            row.append("–" if q is None else f"{q['score']:.4f} ({100 * q['retention']:.1f}%)")
+        out.append(f"| `{name}` | " + " | ".join(row) + " |")
+    return out
+
+
+def _fidelity_section(report) -> list[str]:
+    from embedgate.fidelity import METRICS
+
+    rows = [(name, b["fidelity"]) for name, b in report["backends"].items() if b["fidelity"]]
+    if not rows:
+        return []
+    out = ["", "## Fidelity to torch-fp32 (fixture corpus)", "", "| backend | " + " | ".join(METRICS) + " |",
+           "|---|" + "---|" * len(METRICS)]
+    out += [f"| `{name}` | " + " | ".join(f"{f[m]:.4f}" for m in METRICS) + " |" for name, f in rows]
+    return out
+
+
+def render_pareto(report: dict[str, Any], path: Path) -> bool:
+    """Speedup (log x) against worst-task quality retention, one labelled point per backend; failures marked."""
+    points = [(name, b["summary"]) for name, b in report["backends"].items()
+              if b["summary"]["speedup_geomean"] and b["summary"]["quality_retention_min"] is not None]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
+    if not points:
+        ax.text(0.5, 0.5, "no backend has both latency and quality measured in this run",
+                ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+    for name, s in points:
+        ok = s["verdict"] == "pass"
+        ax.scatter(s["speedup_geomean"], 100 * s["quality_retention_min"], s=90, marker="o" if ok else "X",
+                   color="#2a9d4b" if ok else "#d62828", zorder=3)
+        label = name + ("" if ok else f"\n({(s['first_failure'] or {}).get('gate', s['verdict'])})")
+        ax.annotate(label, (s["speedup_geomean"], 100 * s["quality_retention_min"]), textcoords="offset points",
+                    xytext=(7, 5), fontsize=8)
+    if points:
+        ax.set_xscale("log")
+        ax.axvline(1.0, color="grey", lw=0.8, ls=":")
+        max_loss = report["backends"][points[0][0]]["thresholds"]["quality"].get("max_loss")
+        if max_loss is not None:
+            ax.axhline(100 * (1 - max_loss), color="#d62828", lw=0.8, ls="--", label=f"retention gate ({100 * (1 - max_loss):.0f}%)")
+            ax.legend(loc="lower left", fontsize=8)
+        ax.set_xlabel(f"speedup vs {report['run']['baseline']} (geometric mean over buckets and batch sizes, log)")
+        ax.set_ylabel("quality kept: worst task retention vs torch-fp32 (%)")
+        ax.grid(True, which="both", alpha=0.3)
+    ax.set_title(f"embedgate: {report['model']['name']} — green passes every gate, red X fails one")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
 
 
 def write_reports(session, config) -> Path | None:
     folder = Path(session.options["report_dir"])
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "report.json"
-    path.write_text(json.dumps({"tests": [r.as_dict() for r in session.records.values()]}, indent=2))
+    report = build_report(session, config)
+    _atomic_write(folder / "report.json", json.dumps(report, indent=2, default=str))
+    _atomic_write(folder / "report.md", render_markdown(report))
+    tmp = folder / ".pareto.tmp.png"
+    try:
+        render_pareto(report, tmp)
+        os.replace(tmp, folder / "pareto.png")
+    except Exception as exc:  # the plot must never cost the JSON and Markdown reports
+        print(f"embedgate: pareto.png not written: {exc}", file=sys.stderr)
     return folder
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

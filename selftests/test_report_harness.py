@@ -1,0 +1,133 @@
+"""The acceptance report: its verdicts are the verdicts pytest gave, its JSON meets its schema, its plot is a real
+image, its recommendation follows the report's decision rule, and a partial run says what it did not measure."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from embedgate.report import SCHEMA_FILE, recommend
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# baseline torch-fp32, so speedups are ratios of the same tiny model's work measured in the same run
+RUN = ("--baseline=torch-fp32", "--latency-buckets=query", "--latency-batch-sizes=1", "--latency-budget=0.5",
+       "--threshold=latency.min_speedup=0.6", "-k", "test_latency or cosine-mean or shape_and_dtype or unit_norm")
+
+
+def pytest_outcomes(result: pytest.RunResult) -> dict[str, str]:
+    """nodeid -> pass/fail/error/skip as pytest itself reported it (setup and teardown errors included)."""
+    outcomes: dict[str, str] = {}
+    for report in result.reprec.getreports("pytest_runtest_logreport"):
+        if report.when == "call" or report.outcome != "passed":
+            state = "error" if report.when != "call" and report.failed else report.outcome
+            state = {"passed": "pass", "failed": "fail", "skipped": "skip"}.get(state, state)
+            if outcomes.get(report.nodeid) in (None, "pass") or state == "error":
+                outcomes[report.nodeid] = state
+    return outcomes
+
+
+@pytest.fixture(scope="module")
+def schema():
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads(SCHEMA_FILE.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def test_report_matches_the_run(suite, tiny_model, schema):
+    result = suite.run(f"--model={tiny_model}", "--backends=plain,noisy,slow-3x", *RUN)
+    assert result.ret == 1, "noisy fails fidelity and slow-3x fails its speedup gate: the run must exit 1"
+    report = suite.report()
+
+    errors = sorted(schema.iter_errors(report), key=lambda e: list(e.path))
+    assert not errors, "report.json does not meet its schema: " + "; ".join(
+        f"{'/'.join(map(str, e.path))}: {e.message}" for e in errors[:5])
+
+    outcomes = pytest_outcomes(result)
+    reported = {t["nodeid"]: t["verdict"] for t in report["tests"]}
+    assert reported == outcomes, f"report verdicts differ from pytest's: {set(reported.items()) ^ set(outcomes.items())}"
+
+    backends = report["backends"]
+    for name, backend in backends.items():
+        counts = Counter(g["verdict"] for g in backend["gates"])
+        assert backend["summary"]["gates"] == {v: counts.get(v, 0) for v in ("pass", "fail", "error", "skip")}, name
+    assert backends["noisy"]["summary"]["verdict"] == "fail"
+    assert backends["noisy"]["summary"]["first_failure"]["gate"] == "fidelity/fidelity[cosine-mean]"
+    assert backends["slow-3x"]["summary"]["first_failure"]["gate"] == "latency/latency[b1-query]"
+    assert backends["plain"]["summary"]["verdict"] == "pass"
+    failed = next(g for g in backends["slow-3x"]["gates"] if g["verdict"] == "fail")
+    speedup = failed["measurements"][0]
+    assert speedup["name"] == "speedup" and speedup["threshold"] == 0.6 and speedup["value"] < 0.6, speedup
+    assert "< 0.6000x required" in speedup["reason"], speedup
+
+    # the decision rule: the fastest backend that passes every gate; every faster one with the gate that rejected it
+    rec = report["recommendation"]
+    assert rec["ship"] == "plain", rec
+    ship_speed = backends["plain"]["summary"]["speedup_geomean"]
+    for rejected in rec["rejected"]:
+        assert rejected["speedup_geomean"] >= ship_speed, rejected
+        assert rejected["gate"] == backends[rejected["backend"]]["summary"]["first_failure"]["gate"], rejected
+    assert "slow-3x" not in {r["backend"] for r in rec["rejected"]}, "a slower backend is not 'rejected in favour of'"
+
+    markdown = (suite.pytester.path / "reports" / "report.md").read_text()
+    assert "**Ship `plain`**" in markdown
+    assert "| `noisy` | ❌ fail |" in markdown and "| `plain` | ✅ pass |" in markdown
+    assert "fidelity/fidelity[cosine-mean]" in markdown, "failed gates are listed with their reason"
+
+    png = (suite.pytester.path / "reports" / "pareto.png").read_bytes()
+    assert png.startswith(PNG_MAGIC), "pareto.png is not a PNG"
+    from matplotlib.image import imread
+
+    pixels = imread(suite.pytester.path / "reports" / "pareto.png")
+    assert pixels.shape[0] > 300 and pixels.shape[1] > 500, pixels.shape
+    assert pixels[..., :3].std() > 0.05, "pareto.png is blank"
+
+    # the terminal summary: one line per backend and the recommendation
+    result.stdout.fnmatch_lines(["*embedgate verdicts*", "plain * PASS *", "ship: plain *"])
+    result.stdout.fnmatch_lines(["noisy * FAIL *", "*fidelity/fidelity[[]cosine-mean[]]: noisy: cosine-mean 0.*"])
+
+
+def test_passing_run_exits_zero(suite, tiny_model):
+    result = suite.run(f"--model={tiny_model}", "--backends=plain", "-m", "fidelity")
+    assert result.ret == 0, result.stdout.str()[-2000:]
+    report = suite.report()
+    assert report["recommendation"]["ship"] == "plain"
+    assert report["run"]["partial"] is True
+
+
+def test_partial_run_says_what_it_did_not_measure(suite, tiny_model, schema):
+    suite.run(f"--model={tiny_model}", "--backends=torch-fp32,noisy", "-m", "fidelity")
+    report = suite.report()
+    assert not list(schema.iter_errors(report))
+    assert report["run"]["families_run"] == ["fidelity"]
+    assert report["run"]["families_not_run"] == ["contract", "quality", "latency"]
+    assert report["backends"]["torch-fp32"]["summary"]["verdict"] == "skipped", \
+        "a backend whose every gate was skipped has no verdict to ship on"
+    assert report["recommendation"]["ship"] is None
+    assert report["backends"]["noisy"]["latency"] == {} and report["backends"]["noisy"]["summary"]["speedup_geomean"] is None
+    markdown = (suite.pytester.path / "reports" / "report.md").read_text()
+    assert "Partial run: contract, quality, latency gates were not run" in markdown
+    assert "**Ship nothing**" in markdown
+
+
+def summary(verdict, speedup, gate=None):
+    return {"verdict": verdict, "speedup_geomean": speedup,
+            "first_failure": {"gate": gate, "reason": f"{gate} failed"} if gate else None}
+
+
+def test_decision_rule():
+    summaries = {
+        "torch-fp32": summary("pass", 0.6), "torch-int8": summary("pass", 1.0),
+        "onnx-int8": summary("pass", 1.5), "gguf-q4_k_m": summary("fail", 2.4, "quality/task_quality[stsb-test]"),
+        "model2vec": summary("fail", 90.0, "quality/task_quality[stsb-test]"), "broken": summary("error", None, "contract/x"),
+        "absent": summary("skipped", None),
+    }
+    rec = recommend(summaries)
+    assert rec["ship"] == "onnx-int8"
+    assert [r["backend"] for r in rec["rejected"]] == ["model2vec", "gguf-q4_k_m"]
+    assert rec["rejected"][0]["gate"] == "quality/task_quality[stsb-test]"
+    nothing = recommend({"a": summary("fail", 3.0, "latency/x"), "b": summary("error", None, "contract/y")})
+    assert nothing["ship"] is None and nothing["reason"] == "no backend passed every gate"
+    assert [r["backend"] for r in nothing["rejected"]] == ["a", "b"]
