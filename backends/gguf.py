@@ -108,6 +108,31 @@ def check_gguf_file(path: Path) -> None:
         raise EmbedgateError(f"{path}: not a GGUF file (bad magic {header[:4]!r})")
 
 
+PROBE = """
+import sys, llama_cpp
+llm = llama_cpp.Llama(model_path=sys.argv[1], embedding=True, n_ctx=64, n_batch=64, n_ubatch=64, n_threads=1,
+                      pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN, verbose=False)
+llm.embed(["a probe", "two texts, one batch"])
+"""
+
+
+def probe_in_subprocess(path: Path) -> None:
+    """Load and run the file once in a child process first: llama.cpp answers some files (and some CPU kernels,
+    e.g. its AMX path under a VM) with a segfault, which in-process would end the whole run without a report."""
+    import signal
+
+    done = subprocess.run([sys.executable, "-c", PROBE, str(path)], capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    if done.returncode < 0:
+        name = signal.Signals(-done.returncode).name
+        raise EmbedgateError(
+            f"{path}: llama.cpp crashed ({name}) running this file in a probe process; a corrupt file, or a "
+            "llama-cpp-python build whose CPU kernels fail here (make install builds it without AMX)")
+    if done.returncode != 0:
+        tail = [line for line in done.stderr.strip().splitlines() if line.strip()][-1:] or ["no output"]
+        raise EmbedgateError(f"{path}: llama.cpp could not load or run it ({tail[0][:200]}); truncated or corrupt?")
+
+
 class GgufBackend(BaseBackend):
     def __init__(self, name: str, ctx: BuildContext, gguf_file: Path, metadata: BackendMetadata):
         import llama_cpp
@@ -179,6 +204,8 @@ def _load(ctx: BuildContext, quant: str) -> GgufBackend:
             built_now=artifact.built, source="built" if artifact.built else "cached",
             params=dict(artifact.manifest.get("params", {})),
         )
+    if ctx.options.get("gguf_probe", True):  # the cold-start process skips it: this run probed the file already
+        probe_in_subprocess(path)
     with Timer() as timer:
         backend = GgufBackend(name, ctx, path, metadata)
     backend.metadata.load_seconds = timer.seconds
