@@ -10,6 +10,12 @@ f16 file through `llama_cpp.llama_model_quantize`, the standard llama.cpp route.
 Texts are tokenized and truncated here, not by `Llama.embed`: `embed` cuts a long text at n_batch tokens
 and drops its closing separator, where sentence-transformers keeps it. Several texts share one decode
 call (real batching) up to `n_batch` tokens.
+
+Tuning, measured on all-MiniLM-L6-v2 Q8_0, 2 threads: llama.cpp's encoder attends over every token of a decode
+call (other sequences are masked, not skipped), so without flash attention a batch of 32 ~64-token texts cost
+91 ms per text packed 2,048 tokens per call and 20 ms packed 256; with flash attention 15 and 12 ms, and one
+244-token text 51 ms instead of 91. So flash attention is on, and a call holds at most the model's max length
+in tokens (what the longest truncated text needs).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from embedgate.cache import CachedArtifact, cache_key
 CONVERTER_VERSION = "0.1.1"
 QUANT_TYPES = {"q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0", "q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M"}
 POOLING = {"mean": "LLAMA_POOLING_TYPE_MEAN", "cls": "LLAMA_POOLING_TYPE_CLS", "lasttoken": "LLAMA_POOLING_TYPE_LAST"}
-MIN_BATCH_TOKENS = 2048  # tokens per llama_decode call: several short texts, or one long text, per call
+FLASH_ATTENTION = True
 GGUF_MAGIC = b"GGUF"
 
 
@@ -140,12 +146,12 @@ class GgufBackend(BaseBackend):
         check_gguf_file(gguf_file)
         if ctx.model.pooling not in POOLING:
             raise EmbedgateError(f"{name}: llama.cpp has no '{ctx.model.pooling}' pooling")
-        self.n_batch = max(ctx.model.max_seq_length, MIN_BATCH_TOKENS)
+        self.n_batch = ctx.model.max_seq_length  # tokens per decode call: one text at the max, or several shorter
         try:
             self.llm = llama_cpp.Llama(
                 model_path=str(gguf_file), embedding=True, n_ctx=self.n_batch, n_batch=self.n_batch,
                 n_ubatch=self.n_batch, n_threads=ctx.threads, n_threads_batch=ctx.threads,
-                pooling_type=getattr(llama_cpp, POOLING[ctx.model.pooling]), verbose=False,
+                pooling_type=getattr(llama_cpp, POOLING[ctx.model.pooling]), flash_attn=FLASH_ATTENTION, verbose=False,
             )
         except (ValueError, RuntimeError) as exc:
             raise EmbedgateError(f"{gguf_file}: llama.cpp could not load it ({exc}); truncated or corrupt?") from exc
@@ -153,7 +159,7 @@ class GgufBackend(BaseBackend):
         empty = self.llm.tokenize(b"", add_bos=True, special=False)
         self._suffix = empty[1:]  # closing special tokens ([SEP], <eos>) that truncation must keep
         self._n_seq_max = int(self.llm.context_params.n_seq_max)
-        metadata.params.update(n_threads=ctx.threads, n_batch=self.n_batch, pooling=ctx.model.pooling,
+        metadata.params.update(n_threads=ctx.threads, n_batch=self.n_batch, flash_attn=FLASH_ATTENTION, pooling=ctx.model.pooling,
                                llama_cpp=llama_cpp.__version__)
         super().__init__(name, ctx.model, dimension, metadata)
 

@@ -177,9 +177,8 @@ def _make_session(config: pytest.Config, threads: int):
     # the model is a local folder now: nothing after this point may reach for a hub
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-
     def log(line: str) -> None:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")  # not registered yet at configure time
         if reporter is not None:
             reporter.write_line(line)
         else:
