@@ -50,8 +50,10 @@ acceptance: install
 selftest: install
 	$(PY) -m pytest selftests $(PYTEST_ARGS)
 
+# without DATA_DIR (GitHub's runners have no ../shared) the STS Benchmark gates do not run: not a mismatch
 verdicts:
-	$(PY) -m embedgate.verdicts $(REPORT_DIR)/report.json $(EXPECTED) --pytest-exit-code=$$(cat $(REPORT_DIR)/pytest-exit-code)
+	$(PY) -m embedgate.verdicts $(REPORT_DIR)/report.json $(EXPECTED) --pytest-exit-code=$$(cat $(REPORT_DIR)/pytest-exit-code) \
+		$(if $(DATA_DIR),,--optional='quality/task_quality[[]stsb-test]')
 
 clean:
 	rm -rf $(VENV) $(REPORT_DIR) .pytest_cache

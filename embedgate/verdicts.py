@@ -7,8 +7,9 @@ a mismatch is tolerated when the measured value lies within --latency-margin of 
 
     python -m embedgate.verdicts reports/report.json fixtures/expected_verdicts/all-MiniLM-L6-v2.toml
 
-Table format (TOML): one table per backend, gate glob = "pass" | "fail" | "skip" | "any"; the longest matching
-glob wins. "any" is for gates that are too close to call on this machine (say why in a comment).
+Table format (TOML): one table per backend, gate = "pass" | "fail" | "skip" | "any", where gate is a gate's own
+name (brackets literal) or a glob; the longest matching entry wins. "any" is for gates that are too close to call
+on this machine (say why in a comment). `--suggest` prints a table written from a run, for review.
 """
 
 from __future__ import annotations
@@ -35,12 +36,17 @@ def load_table(path: Path) -> dict[str, dict[str, str]]:
     return table
 
 
+def matching_entries(table: dict[str, dict[str, str]], backend: str, gate: str) -> list[tuple[str, str]]:
+    """(entry, verdict) pairs of the backend's table that match the gate, the longest (the one that counts) first.
+    A gate's own name matches itself, brackets literal; any other entry is a glob."""
+    matches = [(pattern, verdict) for pattern, verdict in table.get(backend, {}).items()
+               if pattern == gate or fnmatch.fnmatchcase(gate, pattern)]
+    return sorted(matches, key=lambda match: -len(match[0]))
+
+
 def expected_for(table: dict[str, dict[str, str]], backend: str, gate: str) -> tuple[str | None, str | None]:
-    matches = [(pattern, verdict) for pattern, verdict in table.get(backend, {}).items() if fnmatch.fnmatchcase(gate, pattern)]
-    if not matches:
-        return None, None
-    pattern, verdict = max(matches, key=lambda match: len(match[0]))
-    return verdict, pattern
+    matches = matching_entries(table, backend, gate)
+    return (matches[0][1], matches[0][0]) if matches else (None, None)
 
 
 def within_margin(test: dict, margin: float) -> bool:
@@ -49,14 +55,14 @@ def within_margin(test: dict, margin: float) -> bool:
     return bool(gated) and all(abs(m["value"] / m["threshold"] - 1.0) <= margin for m in gated)
 
 
-def compare(report: dict, table: dict[str, dict[str, str]], margin: float) -> tuple[list[str], list[str]]:
+def compare(report: dict, table: dict[str, dict[str, str]], margin: float,
+            optional: tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
     problems, notes = [], []
     used_patterns: set[tuple[str, str]] = set()
     for test in report["tests"]:
         backend, gate, verdict = test["backend"], test["gate"], test["verdict"]
-        expected, pattern = expected_for(table, backend, gate)
-        if pattern:
-            used_patterns.add((backend, pattern))
+        expected, _ = expected_for(table, backend, gate)
+        used_patterns.update((backend, pattern) for pattern, _ in matching_entries(table, backend, gate))
         where = f"{backend} {gate}"
         if verdict == "error":
             problems.append(f"{where}: error: {test.get('message', '')}")
@@ -74,9 +80,37 @@ def compare(report: dict, table: dict[str, dict[str, str]], margin: float) -> tu
             problems.append(f"{backend}: in the table but not in the run")
             continue
         for pattern in gates:
-            if (backend, pattern) not in used_patterns:
+            if (backend, pattern) in used_patterns:
+                continue
+            if any(pattern == glob or fnmatch.fnmatchcase(pattern, glob) for glob in optional):
+                notes.append(f"{backend} {pattern}: not in this run (optional: its data was not given)")
+            else:
                 problems.append(f"{backend} {pattern}: in the table but no gate of the run matches it")
     return problems, notes
+
+
+def suggest(report: dict, margin: float) -> str:
+    """A table written from a run: one entry per gate, its measured values as a comment. A latency gate whose value
+    lies within `margin` of its threshold is written "any": this machine cannot call it either way."""
+    lines = [f"# Written by `python -m embedgate.verdicts --suggest` from a run of {report['model']['name']} "
+             f"({report['generated_at']}); review every entry before committing it."]
+    for backend in report["backends"]:
+        lines += ["", f"[{backend}]"]
+        mine = [t for t in report["tests"] if t["backend"] == backend]
+        for family in dict.fromkeys(t["family"] for t in mine):
+            entries = []
+            for test in (t for t in mine if t["family"] == family):
+                verdict = test["verdict"]
+                gated = [m for m in test.get("measurements", []) if m.get("threshold") is not None]
+                if family in NOISY_FAMILIES and within_margin(test, margin):
+                    verdict = "any"
+                note = "; ".join(m["reason"] for m in gated) or test.get("message", "")
+                entries.append((test["gate"], verdict, note))
+            if len({verdict for _, verdict, _ in entries}) == 1 and entries[0][1] != "any":
+                lines.append(f'"{family}/*" = "{entries[0][1]}"  # {len(entries)} gates')
+                continue
+            lines += [f'"{gate}" = "{verdict}"' + (f"  # {note[:150]}" if note else "") for gate, verdict, note in entries]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,6 +121,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="relative distance from the threshold within which a latency verdict may flip (default 0.25)")
     parser.add_argument("--pytest-exit-code", type=int, default=None,
                         help="the acceptance run's exit code: 0 or 1 (gates failed) are fine, anything else is an error")
+    parser.add_argument("--optional", action="append", default=[], metavar="GATE",
+                        help="a table entry (name or glob) that may be absent from the run, e.g. "
+                             "'quality/task_quality[[]stsb-test]' when no --data-dir was given (repeatable)")
+    parser.add_argument("--suggest", action="store_true",
+                        help="print a table written from the report's verdicts (for review) instead of comparing")
     args = parser.parse_args(argv)
     if args.pytest_exit_code not in (None, 0, 1):
         print(f"embedgate verdicts: the acceptance run itself failed (pytest exit code {args.pytest_exit_code})")
@@ -96,9 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"embedgate verdicts: cannot read {args.report}: {exc}")
         return 2
-    problems, notes = compare(report, load_table(args.table), args.latency_margin)
+    if args.suggest:
+        print(suggest(report, args.latency_margin), end="")
+        return 0
+    problems, notes = compare(report, load_table(args.table), args.latency_margin, tuple(args.optional))
     for note in notes:
-        print(f"tolerated  {note}")
+        print(f"note       {note}")
     for problem in problems:
         print(f"MISMATCH   {problem}")
     counts: dict[str, int] = {}

@@ -1,0 +1,102 @@
+"""The expected-verdict check that CI relies on: what it lets through and what it stops."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+
+import pytest
+
+from embedgate.verdicts import compare, main, suggest
+
+
+def gate(backend, name, verdict, family=None, value=None, threshold=None, message=""):
+    measurements = [] if value is None else [{"name": "speedup", "value": value, "threshold": threshold, "op": ">=",
+                                              "passed": verdict == "pass", "reason": f"speedup {value}", "unit": "x"}]
+    return {"backend": backend, "gate": name, "verdict": verdict, "family": family or name.split("/")[0],
+            "message": message, "measurements": measurements}
+
+
+REPORT = {
+    "model": {"name": "m"}, "generated_at": "now", "backends": {"a": {}, "b": {}},
+    "tests": [
+        gate("a", "contract/unit_norm", "pass"),
+        gate("a", "quality/task_quality[stsb-test]", "fail", message="retention 0.80 < 0.95"),
+        gate("a", "latency/latency[b1-query]", "pass", value=1.1, threshold=1.0),
+        gate("b", "contract/unit_norm", "pass"),
+        gate("b", "latency/latency[b1-query]", "fail", value=0.5, threshold=1.0, message="speedup 0.5 < 1.0"),
+    ],
+}
+TABLE = {
+    "a": {"contract/*": "pass", "quality/task_quality[stsb-test]": "fail", "latency/*": "pass"},
+    "b": {"contract/*": "pass", "latency/latency[b1-query]": "fail"},
+}
+
+
+def test_matching_table_passes():
+    problems, notes = compare(REPORT, TABLE, 0.25)
+    assert problems == [] and notes == []
+
+
+def test_gate_names_with_brackets_are_literal_and_the_longest_entry_wins():
+    table = {**TABLE, "a": {**TABLE["a"], "quality/*": "pass"}}  # the exact name is longer than the glob
+    assert compare(REPORT, table, 0.25)[0] == []
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (lambda t: t["b"].update({"latency/latency[b1-query]": "pass"}), "b latency/latency[b1-query]: fail, expected pass"),
+    (lambda t: t["a"].pop("quality/task_quality[stsb-test]"), "a quality/task_quality[stsb-test]: fail, but the table has no entry"),
+    (lambda t: t.update(c={"contract/*": "pass"}), "c: in the table but not in the run"),
+    (lambda t: t["a"].update({"fidelity/*": "pass"}), "a fidelity/*: in the table but no gate of the run matches it"),
+], ids=["verdict-differs", "gate-not-in-table", "backend-not-run", "entry-matches-nothing"])
+def test_mismatches_fail(change, expected):
+    table = json.loads(json.dumps(TABLE))
+    change(table)
+    problems, _ = compare(REPORT, table, 0.25)
+    assert any(p.startswith(expected) for p in problems), problems
+
+
+def test_an_error_is_always_a_problem():
+    report = {**REPORT, "tests": REPORT["tests"] + [gate("a", "contract/finite", "error", message="boom")]}
+    problems, _ = compare(report, TABLE, 0.25)
+    assert problems == ["a contract/finite: error: boom"]
+
+
+def test_latency_flips_only_within_the_margin():
+    near = {**REPORT, "tests": [t if t["backend"] != "b" or t["family"] != "latency" else
+                                gate("b", "latency/latency[b1-query]", "pass", value=1.1, threshold=1.0)
+                                for t in REPORT["tests"]]}
+    problems, notes = compare(near, TABLE, 0.25)
+    assert problems == [] and len(notes) == 1 and "within the 25% latency margin" in notes[0]
+    far = {**near, "tests": [t if t["gate"] != "latency/latency[b1-query]" or t["backend"] != "b" else
+                             gate("b", "latency/latency[b1-query]", "pass", value=1.6, threshold=1.0)
+                             for t in near["tests"]]}
+    assert compare(far, TABLE, 0.25)[0], "a latency verdict far from its threshold must match the table"
+    quality = {**REPORT, "tests": [t if t["family"] != "quality" else
+                                   gate("a", "quality/task_quality[stsb-test]", "pass", value=0.951, threshold=0.95)
+                                   for t in REPORT["tests"]]}
+    assert compare(quality, TABLE, 0.25)[0], "quality verdicts are deterministic: no margin"
+
+
+def test_optional_entries_may_be_absent():
+    report = {**REPORT, "tests": [t for t in REPORT["tests"] if "stsb" not in t["gate"]]}
+    assert compare(report, TABLE, 0.25)[0] == ["a quality/task_quality[stsb-test]: in the table but no gate of the run matches it"]
+    problems, notes = compare(report, TABLE, 0.25, ("quality/task_quality[[]stsb-test]",))
+    assert problems == [] and "not in this run" in notes[0]
+
+
+def test_suggested_table_matches_its_own_run():
+    table = tomllib.loads(suggest(REPORT, 0.25))
+    assert table["a"]["contract/*"] == "pass" and table["b"]["latency/*"] == "fail"
+    assert compare(REPORT, table, 0.25)[0] == []
+
+
+def test_cli_exit_codes(tmp_path, capsys):
+    report, table = tmp_path / "report.json", tmp_path / "table.toml"
+    report.write_text(json.dumps(REPORT))
+    table.write_text(suggest(REPORT, 0.25))
+    assert main([str(report), str(table), "--pytest-exit-code=1"]) == 0, "failing gates as expected are fine"
+    assert main([str(report), str(table), "--pytest-exit-code=139"]) == 2, "a crashed run is never fine"
+    table.write_text('[a]\n"contract/*" = "fail"\n')
+    assert main([str(report), str(table)]) == 1
+    assert "MISMATCH" in capsys.readouterr().out
