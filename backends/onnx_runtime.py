@@ -65,7 +65,7 @@ def _export(model, out_dir: Path) -> None:
     batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
     with torch.inference_mode():
         torch.onnx.export(
-            Pipeline(), tuple(sample[n] for n in names), str(out_dir / "model.onnx"), dynamo=True,
+            Pipeline().eval(), tuple(sample[n] for n in names), str(out_dir / "model.onnx"), dynamo=True,
             input_names=names, output_names=[OUTPUT_NAME], opset_version=OPSET,
             dynamic_shapes={"inputs": tuple({0: batch, 1: sequence} for _ in names)},
             external_data=False, optimize=True, verbose=False,
