@@ -16,6 +16,20 @@ import time
 from pathlib import Path
 
 
+def peak_rss_kb() -> int:
+    """This process's own peak RSS. Not ru_maxrss: Linux carries it across exec, so a child started from a pytest
+    process that holds every loaded backend reported the parent's size (976 MB growing to 2.5 GB backend after
+    backend). VmHWM belongs to the process's own address space, which exec makes new."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # not Linux: no such carry-over to avoid
+
+
 def measure(model_path: Path, backend_name: str, cache_dir: Path, threads: int, artifact: Path | None) -> dict:
     started = time.perf_counter()
     from backends import BuildContext, builtin_registry
@@ -36,7 +50,7 @@ def measure(model_path: Path, backend_name: str, cache_dir: Path, threads: int, 
     loaded = time.perf_counter()
     backend.encode(["a first request after a container restart"], role="query")
     encoded = time.perf_counter()
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak_kb = peak_rss_kb()
     return {
         "backend": backend_name, "import_seconds": round(imported - started, 3),
         "load_seconds": round(loaded - imported, 3), "first_encode_seconds": round(encoded - loaded, 3),

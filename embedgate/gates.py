@@ -33,7 +33,10 @@ class Measurement:
 def _fmt(value: float | None) -> str:
     if value is None:
         return "n/a"
-    if isinstance(value, float) and (abs(value) >= 100 or value == int(value)):
+    value = float(value)  # a threshold written 50 in TOML reads the same as 50.0
+    if not math.isfinite(value):
+        return str(value)  # nan, inf: int() of them raises
+    if abs(value) >= 100 or value == int(value):
         return f"{value:.1f}"
     return f"{value:.4f}"
 

@@ -59,3 +59,17 @@ def test_benchmark_compare_across_runs(suite, tiny_model, tmp_path, monkeypatch)
     slower = suite.run(*args, "--benchmark-compare=0001", "--benchmark-compare-fail=median:100%")
     assert "Performance has regressed" in slower.stdout.str() + slower.stderr.str(), slower.stdout.str()[-3000:]
     assert slower.ret != 0, "a regression beyond --benchmark-compare-fail must fail the run"
+
+
+def test_cold_start_is_measured_in_a_fresh_process_and_gated_when_asked(suite, tiny_model):
+    suite.run(f"--model={tiny_model}", "--backends=torch-fp32", "-k", "cold_start")
+    measured = suite.report()["backends"]["torch-fp32"]["coldstart"]
+    assert measured["built_now"] is False and measured["load_seconds"] > 0 and measured["import_seconds"] > 0
+    # the child's own peak: torch and a 2-layer model, not the pytest process that started it
+    assert 100 < measured["peak_rss_mb"] < 1500, measured
+    assert suite.verdicts()[("torch-fp32", "latency/cold_start")] == "skip", "measured, not gated by default"
+
+    suite.run(f"--model={tiny_model}", "--backends=torch-fp32", "-k", "cold_start",
+              "--threshold=coldstart.max_peak_rss_mb=50", "--threshold=coldstart.max_load_seconds=600")
+    test = next(t for t in suite.report()["tests"] if t["gate"] == "latency/cold_start")
+    assert test["verdict"] == "fail" and "peak-rss" in test["message"] and "> 50.0 MB" in test["message"], test
