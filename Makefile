@@ -8,6 +8,7 @@ REPORT_DIR ?= reports
 MODEL ?=
 EXPECTED ?= fixtures/expected_verdicts/all-MiniLM-L6-v2.toml
 PYTEST_ARGS ?=
+VERDICT_ARGS ?=
 STAMP := $(VENV)/.installed
 LLAMA_CPP_VERSION := 0.3.36
 # llama.cpp is compiled for this CPU (-march=native) but without its AMX kernels: on the CI machine (a Xeon that
@@ -53,7 +54,7 @@ selftest: install
 # without DATA_DIR (GitHub's runners have no ../shared) the STS Benchmark gates do not run: not a mismatch
 verdicts:
 	$(PY) -m embedgate.verdicts $(REPORT_DIR)/report.json $(EXPECTED) --pytest-exit-code=$$(cat $(REPORT_DIR)/pytest-exit-code) \
-		$(if $(DATA_DIR),,--optional='quality/task_quality[[]stsb-test]')
+		$(if $(DATA_DIR),,--optional='quality/task_quality[[]stsb-test]') $(VERDICT_ARGS)
 
 clean:
 	rm -rf $(VENV) $(REPORT_DIR) .pytest_cache

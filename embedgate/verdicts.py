@@ -56,10 +56,15 @@ def within_margin(test: dict, margin: float) -> bool:
 
 
 def compare(report: dict, table: dict[str, dict[str, str]], margin: float,
-            optional: tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
+            optional: tuple[str, ...] = (), ignore_families: tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
     problems, notes = [], []
     used_patterns: set[tuple[str, str]] = set()
+    if ignore_families:
+        optional = (*optional, *(f"{family}/*" for family in ignore_families))
+        notes.append(f"not compared: {', '.join(ignore_families)} verdicts (--ignore-family); errors still count")
     for test in report["tests"]:
+        if test.get("family") in ignore_families and test["verdict"] != "error":
+            continue
         backend, gate, verdict = test["backend"], test["gate"], test["verdict"]
         expected, _ = expected_for(table, backend, gate)
         used_patterns.update((backend, pattern) for pattern, _ in matching_entries(table, backend, gate))
@@ -124,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--optional", action="append", default=[], metavar="GATE",
                         help="a table entry (name or glob) that may be absent from the run, e.g. "
                              "'quality/task_quality[[]stsb-test]' when no --data-dir was given (repeatable)")
+    parser.add_argument("--ignore-family", action="append", default=[], choices=("contract", "fidelity", "quality", "latency"),
+                        help="do not compare this family's verdicts, e.g. latency on hardware the table was not "
+                             "measured on (repeatable; errors still count)")
     parser.add_argument("--suggest", action="store_true",
                         help="print a table written from the report's verdicts (for review) instead of comparing")
     args = parser.parse_args(argv)
@@ -138,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.suggest:
         print(suggest(report, args.latency_margin), end="")
         return 0
-    problems, notes = compare(report, load_table(args.table), args.latency_margin, tuple(args.optional))
+    problems, notes = compare(report, load_table(args.table), args.latency_margin, tuple(args.optional),
+                              tuple(args.ignore_family))
     for note in notes:
         print(f"note       {note}")
     for problem in problems:

@@ -100,3 +100,11 @@ def test_cli_exit_codes(tmp_path, capsys):
     table.write_text('[a]\n"contract/*" = "fail"\n')
     assert main([str(report), str(table)]) == 1
     assert "MISMATCH" in capsys.readouterr().out
+
+
+def test_ignored_family_is_not_compared_but_its_errors_are():
+    table = {"a": {"contract/*": "pass", "quality/task_quality[stsb-test]": "fail"}, "b": {"contract/*": "pass"}}
+    problems, notes = compare(REPORT, table, 0.25, ignore_families=("latency",))
+    assert problems == [] and "not compared: latency" in notes[0]
+    crashed = {**REPORT, "tests": REPORT["tests"] + [gate("b", "latency/cold_start", "error", message="died")]}
+    assert compare(crashed, table, 0.25, ignore_families=("latency",))[0] == ["b latency/cold_start: error: died"]
