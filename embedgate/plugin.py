@@ -177,6 +177,11 @@ def _make_session(config: pytest.Config, threads: int):
     # the model is a local folder now: nothing after this point may reach for a hub
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    mteb_tasks = [t.strip() for t in config.getoption("mteb_tasks").split(",") if t.strip()]
+    if mteb_tasks:
+        from embedgate.tasks import preload_mteb_tasks
+
+        preload_mteb_tasks(mteb_tasks, config.getoption("data_dir"))
     def log(line: str) -> None:
         reporter = config.pluginmanager.get_plugin("terminalreporter")  # not registered yet at configure time
         if reporter is not None:
@@ -193,7 +198,7 @@ def _make_session(config: pytest.Config, threads: int):
         artifacts=artifacts, data_dir=config.getoption("data_dir"),
         options={
             "baseline": baseline,
-            "mteb_tasks": [t.strip() for t in config.getoption("mteb_tasks").split(",") if t.strip()],
+            "mteb_tasks": mteb_tasks,
             "latency_buckets": config.getoption("latency_buckets"),
             "latency_batch_sizes": config.getoption("latency_batch_sizes"),
             "latency_budget": config.getoption("latency_budget"),

@@ -94,6 +94,8 @@ def make_task(name: str, data_dir):
         if path is None:
             raise UsageError("stsb-test needs --data-dir with stsb/stsb-en-test.csv")
         return _sts_task(name, read_sts_csv(path, header=False), f"STS Benchmark test split from {path}")
+    if name in _LOADED:
+        return _LOADED[name]
     try:
         task = mteb.get_task(name)
     except (KeyError, ValueError) as exc:
@@ -105,7 +107,23 @@ def make_task(name: str, data_dir):
             f"--mteb-tasks {name}: its data could not be loaded offline ({type(exc).__name__}: "
             f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); put it in the local Hugging Face cache first"
         ) from None
+    _LOADED[name] = task
     return task
+
+
+_LOADED: dict[str, Any] = {}  # --mteb-tasks loaded once per process, then shared by every backend
+
+
+def preload_mteb_tasks(names: list[str], data_dir) -> None:
+    """Load every --mteb-tasks task before any test runs: an unknown name or data that cannot be loaded offline is
+    a usage error, not the same failure repeated under every backend after an hour of other gates."""
+    for name in names:
+        if name in BUILTIN_TASKS:
+            raise UsageError(f"--mteb-tasks {name}: a built-in task of embedgate, gated without being named")
+        try:
+            make_task(name, data_dir)
+        except EmbedgateError as exc:
+            raise UsageError(str(exc)) from None
 
 
 def role_for(task_type: str, prompt_type: Any) -> str | None:

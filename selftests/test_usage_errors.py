@@ -86,3 +86,14 @@ def test_missing_artifact_file(suite, tiny_model):
     result = suite.run(f"--model={tiny_model}", "--artifact=gguf-q4_k_m=/no/such/file.gguf")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "no such file or folder: /no/such/file.gguf" in " ".join(result.stderr.lines)
+
+
+@pytest.mark.parametrize(("task", "message"), [
+    ("NoSuchTaskAnywhere", "--mteb-tasks NoSuchTaskAnywhere: not an mteb task"),
+    ("STSBenchmark", "--mteb-tasks STSBenchmark: its data could not be loaded offline"),
+    ("fixture-sts", "--mteb-tasks fixture-sts: a built-in task of embedgate"),
+], ids=["unknown", "no-offline-data", "built-in"])
+def test_mteb_task_that_cannot_run(suite, tiny_model, task, message):
+    result = suite.run(f"--model={tiny_model}", "--backends=torch-fp32", f"--mteb-tasks={task}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert message in one_error_line(result)
