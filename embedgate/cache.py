@@ -65,8 +65,9 @@ class ArtifactCache:
         final = self.root / backend / key
         if final.is_dir():
             problem = verify_manifest(final)
-            if problem is None:
-                return CachedArtifact(final, False, 0.0, json.loads((final / MANIFEST).read_text()))
+            if problem is None:  # the build time the manifest recorded: what this artifact cost, for the report
+                manifest = json.loads((final / MANIFEST).read_text())
+                return CachedArtifact(final, False, float(manifest.get("build_seconds", 0.0)), manifest)
             self.log(f"embedgate: cached {backend} artifact at {final} is corrupt ({problem}); rebuilding")
             shutil.rmtree(final, ignore_errors=True)
         final.parent.mkdir(parents=True, exist_ok=True)

@@ -190,14 +190,15 @@ def render_markdown(report: dict[str, Any]) -> str:
     if run["partial"]:
         out += ["", f"> Partial run: {', '.join(run['families_not_run'])} gates were not run; the recommendation covers only what ran."]
     out += ["", "## Backends", "",
-            "| backend | verdict | speedup (geo-mean) | quality kept (worst task) | size MB | peak RSS MB | load s | gates pass/fail/error/skip |",
-            "|---|---|---|---|---|---|---|---|"]
+            "| backend | verdict | speedup (geo-mean) | quality kept (worst task) | size MB | peak RSS MB | load s | build s | gates pass/fail/error/skip |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for name, backend in report["backends"].items():
         s = backend["summary"]
         retention = s["quality_retention_min"]
+        build = (backend["artifact"] or {}).get("build_seconds") or None
         out.append(f"| `{name}` | {VERDICT_ICONS.get(s['verdict'], '–')} {s['verdict']} | {_x(s['speedup_geomean'], 2, 'x')} | "
                    f"{_x(None if retention is None else 100 * retention, 1, '%')} | {_mb(s['size_bytes'])} | "
-                   f"{_x(s['peak_rss_mb'], 0)} | {_x(s['load_seconds'], 2)} | "
+                   f"{_x(s['peak_rss_mb'], 0)} | {_x(s['load_seconds'], 2)} | {_x(build, 1)} | "
                    f"{s['gates']['pass']}/{s['gates']['fail']}/{s['gates']['error']}/{s['gates']['skip']} |")
     failed = [(name, g) for name, b in report["backends"].items() for g in b["gates"] if g["verdict"] in BAD]
     if failed:
