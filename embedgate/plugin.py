@@ -182,6 +182,7 @@ def _make_session(config: pytest.Config, threads: int):
         from embedgate.tasks import preload_mteb_tasks
 
         preload_mteb_tasks(mteb_tasks, config.getoption("data_dir"))
+
     def log(line: str) -> None:
         reporter = config.pluginmanager.get_plugin("terminalreporter")  # not registered yet at configure time
         if reporter is not None:
