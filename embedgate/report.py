@@ -34,7 +34,7 @@ def backend_summary(session, name: str, records: list) -> dict[str, Any]:
     coldstart = results.get("coldstart", {})
     loaded = session.loaded.get(name)
     metadata = getattr(loaded, "metadata", None)
-    verdicts = [r.verdict for r in records if r.verdict != "not run"]
+    verdicts = [r.verdict for r in records]  # build_report passes only the tests that ran
     retentions = [q["retention"] for q in quality.values() if q.get("retention") is not None and math.isfinite(q["retention"])]
     failures = [r for r in records if r.verdict in BAD]
     if any(v == "error" for v in verdicts):
@@ -149,7 +149,9 @@ def _mb(value: float | None) -> str:
 
 
 def terminal_lines(session) -> list[str]:
-    report = build_report(session)
+    # the report write_reports wrote (pytest's terminal summary comes after our sessionfinish), so the terminal
+    # and the files say the same; built here only when no report was written
+    report = session.memo.get("report") or build_report(session)
     lines = []
     for name, backend in report["backends"].items():
         s = backend["summary"]
@@ -295,7 +297,7 @@ def render_pareto(report: dict[str, Any], path: Path) -> bool:
 def write_reports(session, config) -> Path | None:
     folder = Path(session.options["report_dir"])
     folder.mkdir(parents=True, exist_ok=True)
-    report = build_report(session, config)
+    report = session.memo["report"] = build_report(session, config)
     _atomic_write(folder / "report.json", json.dumps(report, indent=2, default=str))
     _atomic_write(folder / "report.md", render_markdown(report))
     tmp = folder / ".pareto.tmp.png"
