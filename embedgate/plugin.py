@@ -266,6 +266,12 @@ def backend(request: pytest.FixtureRequest):
 
 
 @pytest.fixture(scope="session")
+def baseline(request: pytest.FixtureRequest):
+    """The backend that speedups are measured against (--baseline, else the thresholds file's)."""
+    return load_or_skip(request.config, get_session(request.config).baseline)
+
+
+@pytest.fixture(scope="session")
 def reference(request: pytest.FixtureRequest):
     """The torch-fp32 reference backend, loaded even when it is not among --backends."""
     from backends import REFERENCE

@@ -26,6 +26,24 @@ def test_speedup_gates(suite, tiny_model):
     assert any(m["name"] == "plausible-speedup" and m["passed"] is False for m in cached["measurements"]), cached
 
 
+def test_speedups_compare_each_runtime_in_its_steady_state(suite, tiny_model):
+    """A backend identical to the baseline measures 1.0 +- 10%, and one that leaves a core burning after every
+    call gains nothing from it. Timing one baseline call right after each backend call (embedgate's harness
+    before block timing) credited the burner with the baseline's slowdown."""
+    suite.run(f"--model={tiny_model}", "--backends=plain,spinner", *LATENCY_RUN, "--latency-buckets=query",
+              "--latency-budget=1")
+    tests = {(t["backend"], t["gate"]): t for t in suite.report()["tests"]}
+    gate = "latency/latency[b1-query]"
+    plain = tests[("plain", gate)]
+    speedup = plain["measurements"][0]["value"]
+    assert 0.9 <= speedup <= 1.1, f"the baseline's own twin must measure 1.0 +- 10%: {speedup:.3f} ({plain['details']})"
+    assert plain["details"]["timing"] == "blocks" and plain["details"]["blocks"] >= 3, plain["details"]
+    spinner = tests[("spinner", gate)]
+    gained = spinner["measurements"][0]["value"]
+    assert gained <= 1.1, f"CPU left burning after each call must not look faster than the baseline: {gained:.3f}"
+    assert spinner["details"]["quiet_wait_s"] > 0.05, f"the harness waited out the burning core: {spinner['details']}"
+
+
 def test_benchmark_json_keeps_extra_fields_and_machine_info(suite, tiny_model, tmp_path):
     saved = tmp_path / "bench.json"
     suite.run(f"--model={tiny_model}", "--backends=plain", *LATENCY_RUN, f"--benchmark-json={saved}", "--threads=1")

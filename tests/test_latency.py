@@ -1,8 +1,9 @@
 """Latency gates with pytest-benchmark: per backend x length bucket x batch size, speedup over the baseline.
 
-The baseline (torch-int8 by default, the report's) is timed in the same test, one baseline call before every
-timed round (pytest-benchmark's pedantic `setup`, which it does not time), so rounds alternate and machine drift
-hits both sides alike. Speedup = baseline median / backend median. Rounds are fitted to --latency-budget.
+The baseline (torch-int8 by default, the report's) is timed in the same test, each runtime in its own steady
+state as a server would run it: blocks of back-to-back calls of one side, then of the other, each block after a
+quiet CPU and a warm-up (embedgate.latency.BlockTimer). Blocks alternate, so machine drift hits both sides
+alike. Speedup = baseline median / backend median. Calls are fitted to --latency-budget.
 """
 
 from __future__ import annotations
@@ -16,12 +17,9 @@ import time
 
 import pytest
 
-from embedgate.latency import TEXT_VARIANTS, bucket_texts
-from embedgate.plugin import load_or_skip
+from embedgate.latency import MIN_CALLS, TEXT_VARIANTS, BlockPlan, BlockTimer, bucket_texts
 
 pytestmark = pytest.mark.latency
-
-MIN_ROUNDS, MAX_ROUNDS = 3, 25
 
 
 def timed(fn) -> float:
@@ -30,69 +28,74 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def test_latency(backend, latency_case, egsession, thresholds, gate, benchmark, request):
-    case = latency_case
-    baseline_name = egsession.baseline
-    baseline = None if backend.name == baseline_name else load_or_skip(request.config, baseline_name)
-    texts, tokens = egsession.memoize(("bucket", case), lambda: bucket_texts(egsession.model, case, TEXT_VARIANTS * case.batch_size))
-    batches = [texts[i * case.batch_size:(i + 1) * case.batch_size] for i in range(TEXT_VARIANTS)]
+def timed_runner(target, batches: list[list[str]], case):
+    """`run(i)` embeds batch i the way the latency gate times it: for embedgate's own backends the runtime's work
+    alone (`embed_prompted`: prompts added and inputs checked before the clock starts, no normalisation), for a
+    plugin's backend its `encode`."""
+    embed = getattr(target, "embed_prompted", None)
+    if embed is None:
+        return lambda i: target.encode(batches[i], role=case.role, batch_size=case.batch_size)
+    prompt = target.model.prompt_for(case.role)
+    prompted = [[prompt + text for text in batch] for batch in batches]
+    return lambda i: embed(prompted[i], case.batch_size)
 
-    def run(target, batch):
-        return target.encode(batch, role=case.role, batch_size=case.batch_size)
 
-    budget = egsession.options["latency_budget"]
+def fit_plan(case, runs: list, one_text_runs: list, budget: float) -> BlockPlan:
+    """One untimed call of each side (backend, then baseline) tells how many timed calls fit the budget; a case
+    that cannot fit even MIN_CALLS is skipped, on an estimate from one text where a whole batch would take minutes
+    (a 2,048-token batch of 32 on a 300M model)."""
 
     def too_slow(seconds: float, how: str) -> None:
-        if seconds * MIN_ROUNDS > 4 * budget:
-            pytest.skip(f"one round {how} {seconds:.1f}s (backend and baseline): {MIN_ROUNDS} rounds exceed 4x "
+        if seconds * MIN_CALLS > 4 * budget:
+            pytest.skip(f"one round {how} {seconds:.1f}s (backend and baseline): {MIN_CALLS} rounds exceed 4x "
                         f"--latency-budget={budget:g}s; raise it to time {case.id}")
 
-    # one text of the batch first: a 2,048-token batch of 32 on a 300M model takes minutes, so a case that cannot
-    # fit the budget is skipped on an estimate instead of after paying for a whole round
     if case.batch_size > 1:
-        one = [batches[0][0]]
-        estimate = timed(lambda: run(backend, one)) + (timed(lambda: run(baseline, one)) if baseline else 0.0)
-        too_slow(estimate * case.batch_size, "would take about")
-    # one untimed call each: warms caches and tells how many rounds fit the budget
-    first = timed(lambda: run(backend, batches[0])) + (timed(lambda: run(baseline, batches[0])) if baseline else 0.0)
-    too_slow(first, "takes")
-    rounds = max(MIN_ROUNDS, min(MAX_ROUNDS, int(budget / max(first, 1e-6))))
+        too_slow(case.batch_size * sum(timed(lambda run=run: run(0)) for run in one_text_runs), "would take about")
+    each = [timed(lambda run=run: run(0)) for run in runs]
+    too_slow(sum(each), "takes")
+    return BlockPlan.fit(sum(each), max(each), budget)
 
-    baseline_times: list[float] = []
-    state = {"round": 0}
 
-    def setup():
-        batch = batches[state["round"] % len(batches)]
-        state["round"] += 1
-        if baseline is not None:
-            baseline_times.append(timed(lambda: run(baseline, batch)))
-        return (batch,), {}
-
+def test_latency(backend, baseline, latency_case, egsession, thresholds, gate, benchmark):
+    case = latency_case
+    texts, tokens = egsession.memoize(("bucket", case),
+                                      lambda: bucket_texts(egsession.model, case, TEXT_VARIANTS * case.batch_size))
+    batches = [texts[i * case.batch_size:(i + 1) * case.batch_size] for i in range(TEXT_VARIANTS)]
+    is_baseline = backend.name == baseline.name
+    run_backend = timed_runner(backend, batches, case)
+    run_baseline = None if is_baseline else timed_runner(baseline, batches, case)
+    sides = [backend] if is_baseline else [backend, baseline]
+    plan = fit_plan(case, [run for run in (run_backend, run_baseline) if run],
+                    [timed_runner(side, [batches[0][:1]], case) for side in sides], egsession.options["latency_budget"])
+    timer = BlockTimer(run_backend, run_baseline, TEXT_VARIANTS, plan)
     benchmark.group = f"{case.bucket} (~{case.tokens} tokens) batch {case.batch_size}"
-    benchmark.pedantic(lambda batch: run(backend, batch), setup=setup, rounds=rounds, warmup_rounds=1, iterations=1)
+    benchmark.pedantic(run_backend, setup=timer.setup, rounds=plan.timed_calls, warmup_rounds=0, iterations=1)
     if benchmark.disabled or benchmark.stats is None:
         pytest.skip("benchmarks are disabled (--benchmark-disable): nothing was timed")
 
     median = benchmark.stats.stats.median
-    baseline_median = statistics.median(baseline_times[1:]) if baseline is not None else median  # [0] was warm-up
+    baseline_median = median if is_baseline else statistics.median(timer.baseline_times)
     speedup = baseline_median / median
     cell = {
         "bucket": case.bucket, "batch_size": case.batch_size, "tokens_per_text": round(tokens, 1),
-        "median_s": median, "iqr_s": benchmark.stats.stats.iqr, "rounds": rounds,
+        "median_s": median, "iqr_s": benchmark.stats.stats.iqr, "rounds": plan.timed_calls,
         "per_text_ms": 1000 * median / case.batch_size, "texts_per_s": case.batch_size / median,
-        "tokens_per_s": tokens * case.batch_size / median, "baseline": baseline_name,
+        "tokens_per_s": tokens * case.batch_size / median, "baseline": baseline.name,
         "baseline_median_s": baseline_median, "speedup": speedup, "threads": egsession.threads,
-        "artifact_size_bytes": backend.metadata.size_bytes,
+        "artifact_size_bytes": backend.metadata.size_bytes, **timer.details(),
     }
     benchmark.extra_info.update(cell)
     egsession.result(backend.name, "latency")[case.id] = cell
-    gate.detail(**{k: cell[k] for k in ("median_s", "baseline_median_s", "per_text_ms", "rounds", "tokens_per_text")})
+    gate.detail(**{k: cell[k] for k in ("median_s", "baseline_median_s", "per_text_ms", "rounds", "tokens_per_text")},
+                **timer.details())
 
     latency = thresholds["latency"]
-    if backend.name == baseline_name:
+    if is_baseline:
         pytest.skip(f"{backend.name} is the baseline: speedup 1 by definition (median {1000 * median:.1f} ms)")
     gate.measure("speedup", speedup, latency.get("min_speedup"), unit="x",
-                 what=f"vs {baseline_name}: {1000 * median / case.batch_size:.2f} ms vs {1000 * baseline_median / case.batch_size:.2f} ms per text")
+                 what=f"vs {baseline.name}: {1000 * median / case.batch_size:.2f} ms vs "
+                      f"{1000 * baseline_median / case.batch_size:.2f} ms per text")
     if latency.get("implausible_speedup") is not None and speedup > latency["implausible_speedup"]:
         gate.measure("plausible-speedup", speedup, latency["implausible_speedup"], op="<=", unit="x",
                      what="faster than a real computation could be: cached or skipped work?")
