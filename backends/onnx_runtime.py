@@ -61,7 +61,7 @@ def _export(model, out_dir: Path) -> None:
         model_kwargs={"attn_implementation": "eager"},
     )
     st.eval()
-    names = _input_names(st.tokenizer)
+    names = input_names(st.tokenizer)
 
     class Pipeline(torch.nn.Module):
         def __init__(self):
@@ -82,7 +82,7 @@ def _export(model, out_dir: Path) -> None:
         )
 
 
-def _input_names(tokenizer) -> list[str]:
+def input_names(tokenizer) -> list[str]:
     return [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in tokenizer.model_input_names]
 
 
@@ -211,7 +211,7 @@ class OnnxBackend(BaseBackend):
         self.fast.enable_padding(pad_id=self.tokenizer.pad_token_id, pad_token=self.tokenizer.pad_token,
                                  pad_type_id=self.tokenizer.pad_token_type_id)
         self.input_names = [i.name for i in self.session.get_inputs()]
-        expected = _input_names(self.tokenizer)
+        expected = input_names(self.tokenizer)
         if sorted(self.input_names) != sorted(expected):
             raise EmbedgateError(
                 f"{onnx_file}: graph inputs {self.input_names} do not match the tokenizer's {expected}"

@@ -1,0 +1,141 @@
+"""openvino-fp32 and openvino-int8: the project's ONNX export (the whole pipeline) run by OpenVINO's CPU plugin.
+
+openvino-fp32 is that graph read by `openvino.Core.read_model` and saved as OpenVINO IR; openvino-int8 is the IR
+with NNCF's INT8 weight compression (symmetric, per output channel), run with the CPU plugin's dynamic
+quantization of activations (groups of 32 along a row, so a text's vector does not depend on its batch-mates).
+
+Both pin the inference precision to f32: on a CPU with AVX512-BF16 (the EPYC CI machine reports it) the CPU plugin
+otherwise runs in bfloat16 by default, which is another optimization, with other fidelity, than the one gated
+here, and would make verdicts depend on the CPU model. The model is read with `Core.read_model`, not
+`openvino.convert_model` (whose converter would look for a telemetry consent).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from backends import BackendMetadata, BuildContext
+from backends._base import BaseBackend, Timer
+from backends.onnx_runtime import OUTPUT_NAME, build_fp32, input_names
+from embedgate import EmbedgateError
+from embedgate.cache import CachedArtifact, cache_key
+
+IR_PARAMS = {"from": "onnx-fp32", "reader": "openvino.Core.read_model", "compress_to_fp16": False}
+INT8_PARAMS = dict(IR_PARAMS, weights="nncf.compress_weights INT8_SYM (per output channel)")
+RUNTIME_PARAMS = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1"}
+DYNAMIC_QUANTIZATION_GROUP_SIZE = 32
+
+
+def _versions() -> dict[str, str]:
+    import openvino
+
+    versions = {"openvino": openvino.get_version()}
+    try:
+        import nncf
+
+        versions["nncf"] = nncf.__version__
+    except ImportError:
+        pass
+    return versions
+
+
+def _convert(onnx_file: Path, out_dir: Path, int8: bool) -> None:
+    import openvino
+
+    model = openvino.Core().read_model(str(onnx_file))
+    if int8:
+        try:
+            import nncf
+        except ImportError as exc:
+            from embedgate import MissingDependency
+
+            raise MissingDependency("openvino", "nncf") from exc
+        model = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_SYM)
+    openvino.save_model(model, str(out_dir / "model.xml"), compress_to_fp16=False)
+
+
+def build(ctx: BuildContext, int8: bool) -> tuple[CachedArtifact, float]:
+    fp32 = build_fp32(ctx)
+    name, params = ("openvino-int8", INT8_PARAMS) if int8 else ("openvino-fp32", IR_PARAMS)
+    key = cache_key(source=fp32.manifest["files"]["model.onnx"]["sha256"], backend=name, params=params,
+                    versions=_versions())
+    built = ctx.cache.get_or_build(
+        name, key, lambda out: _convert(fp32.path / "model.onnx", out, int8),
+        {"source_model": str(ctx.model.path), "source_sha256": ctx.model.content_hash, "params": params},
+    )
+    return built, fp32.build_seconds
+
+
+class OpenVinoBackend(BaseBackend):
+    def __init__(self, name: str, ctx: BuildContext, model_file: Path, metadata: BackendMetadata, int8: bool):
+        import openvino
+        from transformers import AutoTokenizer
+
+        core = openvino.Core()
+        config = dict(RUNTIME_PARAMS, INFERENCE_NUM_THREADS=str(ctx.threads))
+        if int8:
+            config["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = str(DYNAMIC_QUANTIZATION_GROUP_SIZE)
+        try:
+            model = core.read_model(str(model_file))
+            self.compiled = core.compile_model(model, "CPU", config)
+        except Exception as exc:  # OpenVINO raises RuntimeError subclasses of its own for bad files
+            raise EmbedgateError(f"{model_file}: not a loadable OpenVINO model ({str(exc).splitlines()[0][:200]})") from exc
+        self.request = self.compiled.create_infer_request()
+        self.tokenizer = AutoTokenizer.from_pretrained(str(ctx.model.path), local_files_only=True, trust_remote_code=False)
+        self.input_names = [port.get_any_name() for port in self.compiled.inputs]
+        expected = input_names(self.tokenizer)
+        if sorted(self.input_names) != sorted(expected):
+            raise EmbedgateError(f"{model_file}: graph inputs {self.input_names} do not match the tokenizer's {expected}")
+        outputs = [port.get_any_name() for port in self.compiled.outputs]
+        self.output = self.compiled.output(OUTPUT_NAME if OUTPUT_NAME in outputs else 0)
+        dimension = int(self.output.get_partial_shape()[-1].get_length())
+        self.fast = self.tokenizer.backend_tokenizer
+        self.fast.enable_truncation(ctx.model.max_seq_length)
+        self.fast.enable_padding(pad_id=self.tokenizer.pad_token_id, pad_token=self.tokenizer.pad_token,
+                                 pad_type_id=self.tokenizer.pad_token_type_id)
+        metadata.params.update({key.lower(): value for key, value in config.items()})
+        metadata.params["openvino"] = openvino.get_version()
+        super().__init__(name, ctx.model, dimension, metadata)
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        encodings = self.fast.encode_batch(texts)
+        columns = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
+        feed = {name: np.array([getattr(e, columns[name]) for e in encodings], dtype=np.int64)
+                for name in self.input_names}
+        return self.request.infer(feed)[self.output].copy()
+
+    def runtime_call(self, prompted: list[str]) -> object:
+        encoded = self.tokenizer(prompted, padding=True, truncation=True, max_length=self.max_tokens,
+                                 return_tensors="np")
+        return self.compiled({name: encoded[name].astype(np.int64) for name in self.input_names})[self.output]
+
+
+def _load(name: str, ctx: BuildContext, int8: bool) -> OpenVinoBackend:
+    if ctx.artifact is not None:
+        path = ctx.artifact / "model.xml" if ctx.artifact.is_dir() else ctx.artifact
+        if not path.is_file() or path.suffix != ".xml" or not path.with_suffix(".bin").is_file():
+            raise EmbedgateError(f"--artifact {name}={ctx.artifact}: expected an OpenVINO IR (model.xml beside model.bin)")
+        size = path.stat().st_size + path.with_suffix(".bin").stat().st_size
+        metadata = BackendMetadata(str(path), size, 0.0, source="user artifact")
+    else:
+        artifact, upstream_seconds = build(ctx, int8)
+        path = artifact.path / "model.xml"
+        metadata = BackendMetadata(
+            str(path), artifact.size_bytes, 0.0, build_seconds=artifact.build_seconds + upstream_seconds,
+            built_now=artifact.built, source="built" if artifact.built else "cached",
+            params=dict(artifact.manifest.get("params", {})),
+        )
+    with Timer() as timer:
+        backend = OpenVinoBackend(name, ctx, path, metadata, int8)
+    backend.metadata.load_seconds = timer.seconds
+    return backend
+
+
+def load_fp32(ctx: BuildContext) -> OpenVinoBackend:
+    return _load("openvino-fp32", ctx, int8=False)
+
+
+def load_int8(ctx: BuildContext) -> OpenVinoBackend:
+    return _load("openvino-int8", ctx, int8=True)
