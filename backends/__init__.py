@@ -70,6 +70,7 @@ class BackendSpec:
     description: str
     requires: tuple[str, ...] = ()  # modules whose absence means "extra not installed"
     accepts_artifact: bool = True
+    compute: str = "fp32"  # the roofline peak its work is held to: "fp32", "int8", or "" (no GEMMs: a lookup)
 
     def load(self, ctx: BuildContext) -> EmbeddingBackend:
         for module in self.requires:
@@ -96,33 +97,33 @@ _BUILTIN = (
                 requires=("torch", "sentence_transformers"), accepts_artifact=False),
     BackendSpec("torch-int8", "torch", "torch", True, "backends.torch_int8:load",
                 "PyTorch dynamic INT8 quantization of every Linear layer (quantized at load)",
-                requires=("torch", "sentence_transformers"), accepts_artifact=False),
+                requires=("torch", "sentence_transformers"), accepts_artifact=False, compute="int8"),
     BackendSpec("onnx-fp32", "onnx", "onnx", True, "backends.onnx_runtime:load_fp32",
                 "the whole pipeline exported to one ONNX graph, run by onnxruntime",
                 requires=("onnxruntime", "transformers")),
     BackendSpec("onnx-int8", "onnx", "onnx", True, "backends.onnx_runtime:load_int8",
                 "the ONNX graph with onnxruntime dynamic INT8 quantization of its MatMuls",
-                requires=("onnxruntime", "transformers")),
+                requires=("onnxruntime", "transformers"), compute="int8"),
     BackendSpec("onnx-q8w", "onnx", "onnx", True, "backends.onnx_runtime:load_q8w",
                 "the ONNX graph with 8-bit weight-only MatMulNBits (blocks of 32, int8 compute) and 8-bit embeddings",
-                requires=("onnxruntime", "transformers")),
+                requires=("onnxruntime", "transformers"), compute="int8"),
     BackendSpec("onnx-q4w", "onnx", "onnx", True, "backends.onnx_runtime:load_q4w",
                 "the ONNX graph with 4-bit weight-only MatMulNBits (blocks of 32, int8 compute) and 4-bit embeddings",
-                requires=("onnxruntime", "transformers")),
+                requires=("onnxruntime", "transformers"), compute="int8"),
     BackendSpec("openvino-fp32", "openvino", "openvino", True, "backends.openvino_runtime:load_fp32",
                 "the ONNX graph as OpenVINO IR, run by OpenVINO's CPU plugin in f32",
                 requires=("openvino", "transformers")),
     BackendSpec("openvino-int8", "openvino", "openvino", True, "backends.openvino_runtime:load_int8",
                 "OpenVINO IR with NNCF INT8 weight compression and the CPU plugin's dynamic activation quantization",
-                requires=("openvino", "nncf", "transformers")),
+                requires=("openvino", "nncf", "transformers"), compute="int8"),
     BackendSpec("gguf-f16", "gguf", "gguf", True, "backends.gguf:load_f16",
                 "llama.cpp GGUF in f16 through llama-cpp-python", requires=("llama_cpp",)),
     BackendSpec("gguf-q8_0", "gguf", "gguf", True, "backends.gguf:load_q8_0",
-                "llama.cpp GGUF quantized to Q8_0 through llama-cpp-python", requires=("llama_cpp",)),
+                "llama.cpp GGUF quantized to Q8_0 through llama-cpp-python", requires=("llama_cpp",), compute="int8"),
     BackendSpec("gguf-q4_k_m", "gguf", "gguf", True, "backends.gguf:load_q4_k_m",
-                "llama.cpp GGUF quantized to Q4_K_M through llama-cpp-python", requires=("llama_cpp",)),
+                "llama.cpp GGUF quantized to Q4_K_M through llama-cpp-python", requires=("llama_cpp",), compute="int8"),
     BackendSpec("model2vec", "model2vec", "model2vec", False, "backends.model2vec_static:load",
-                "a Model2Vec static model distilled from the reference model", requires=("model2vec",)),
+                "a Model2Vec static model distilled from the reference model", requires=("model2vec",), compute=""),
 )
 
 

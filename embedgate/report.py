@@ -124,9 +124,15 @@ def build_report(session, config=None) -> dict[str, Any]:
         "model": session.model.describe(),
         "machine": environment_info(session.threads),
         "backends": backends,
+        "roofline": _roofline(session),
         "recommendation": recommend(summaries),
         "tests": [r.as_dict() for r in records],
     }
+
+
+def _roofline(session) -> dict[str, Any] | None:
+    peak = session.memo.get("roofline_peak")
+    return peak.as_dict() if peak is not None else None
 
 
 def _metadata(loaded) -> dict[str, Any] | None:
@@ -226,6 +232,24 @@ def _latency_section(report) -> list[str]:
             cell = backend["latency"].get(f"b{size}-{bucket}")
             row.append("–" if cell is None else f"{cell['per_text_ms']:.2f} ({cell['speedup']:.2f}x)")
         out.append(f"| `{name}` | " + " | ".join(row) + " |")
+    return out + _roofline_section(report, cells)
+
+
+def _roofline_section(report, cells) -> list[str]:
+    peak = report.get("roofline")
+    if not peak:
+        return []
+    out = ["", f"Roofline: achieved GOP/s as a share of this CPU's GEMM peak measured in the run ({peak['gemm']}, "
+               f"{peak['threads']} threads): int8 {peak['int8_gops']:.0f} GOP/s, fp32 {peak['fp32_gflops']:.0f} GFLOP/s; "
+               "each backend against the peak of the arithmetic it runs.", "",
+           "| backend | peak | " + " | ".join(f"b{b} {bucket}" for bucket, b, _ in cells) + " |",
+           "|---|---|" + "---|" * len(cells)]
+    for name, backend in report["backends"].items():
+        shares = [backend["latency"].get(f"b{size}-{bucket}", {}).get("roofline_share") for bucket, size, _ in cells]
+        if not any(share is not None for share in shares):
+            continue
+        compute = next(c.get("compute") for c in backend["latency"].values())
+        out.append(f"| `{name}` | {compute} | " + " | ".join("–" if v is None else f"{100 * v:.0f}%" for v in shares) + " |")
     return out
 
 

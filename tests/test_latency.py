@@ -18,6 +18,7 @@ import time
 import pytest
 
 from embedgate.latency import MIN_CALLS, TEXT_VARIANTS, BlockPlan, BlockTimer, bucket_texts
+from embedgate.roofline import Shapes, measure_peak, roofline_cell
 
 pytestmark = pytest.mark.latency
 
@@ -77,13 +78,18 @@ def test_latency(backend, baseline, latency_case, egsession, thresholds, gate, b
     median = benchmark.stats.stats.median
     baseline_median = median if is_baseline else statistics.median(timer.baseline_times)
     speedup = baseline_median / median
+    # the CPU's peak, measured once per run between two latency cases (nothing else runs then)
+    peak = egsession.memoize("roofline_peak", lambda: measure_peak(egsession.threads))
+    shapes = egsession.memoize("roofline_shapes", lambda: Shapes.of(egsession.model))
+    compute = egsession.registry[backend.name].compute
+    roofline = roofline_cell(shapes, peak, compute, tokens, case.batch_size, median) if compute else {}
     cell = {
         "bucket": case.bucket, "batch_size": case.batch_size, "tokens_per_text": round(tokens, 1),
         "median_s": median, "iqr_s": benchmark.stats.stats.iqr, "rounds": plan.timed_calls,
         "per_text_ms": 1000 * median / case.batch_size, "texts_per_s": case.batch_size / median,
         "tokens_per_s": tokens * case.batch_size / median, "baseline": baseline.name,
         "baseline_median_s": baseline_median, "speedup": speedup, "threads": egsession.threads,
-        "artifact_size_bytes": backend.metadata.size_bytes, **timer.details(),
+        "artifact_size_bytes": backend.metadata.size_bytes, **timer.details(), **roofline,
     }
     benchmark.extra_info.update(cell)
     egsession.result(backend.name, "latency")[case.id] = cell

@@ -1,0 +1,106 @@
+"""Roofline: how close a backend runs to what this CPU can do, so a verdict says how much speed is left.
+
+The peak is measured in the run, with the same threads as the backends: an int8 GEMM (`torch._int_mm`, what
+VNNI kernels do) and an fp32 GEMM (`torch.mm`). A backend's work is counted from the model's shapes (config.json):
+the matrix multiplications of every layer per token, attention's scores and weighted sum over the whole sequence
+(what the exported graphs compute), and the Dense head per text. Measured on the EPYC CI machine, 2 threads:
+int8 ~1,250 GOP/s, fp32 ~350 GFLOP/s; embeddinggemma-300m costs ~0.21 GFLOP per token outside attention.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+GEMM_SIZE = 1024  # square GEMM: large enough to reach the kernels' peak, ~2 ms in int8 on 2 cores
+GEMM_CALLS = 15
+# Encoders whose feed-forward is one up- and one down-projection; the rest (Gemma, Llama, Qwen) are gated (3).
+UNGATED = ("bert", "roberta", "xlm-roberta", "mpnet", "distilbert", "electra", "deberta", "deberta-v2", "nomic_bert")
+
+
+@dataclass(frozen=True)
+class Peak:
+    int8_gops: float
+    fp32_gflops: float
+    threads: int
+
+    def as_dict(self) -> dict:
+        return {"int8_gops": round(self.int8_gops, 1), "fp32_gflops": round(self.fp32_gflops, 1),
+                "threads": self.threads, "gemm": f"{GEMM_SIZE}x{GEMM_SIZE}x{GEMM_SIZE}"}
+
+
+def _best_seconds(call) -> float:
+    for _ in range(3):
+        call()
+    times = []
+    for _ in range(GEMM_CALLS):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def measure_peak(threads: int) -> Peak:
+    """Median time of a square int8 and fp32 GEMM with `threads` threads, as operations per second."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        n = GEMM_SIZE
+        generator = torch.Generator().manual_seed(0)
+        a8 = torch.randint(-127, 127, (n, n), dtype=torch.int8, generator=generator)
+        b8 = torch.randint(-127, 127, (n, n), dtype=torch.int8, generator=generator)
+        a32, b32 = a8.float(), b8.float()
+        with torch.inference_mode():
+            int8 = _best_seconds(lambda: torch._int_mm(a8, b8))
+            fp32 = _best_seconds(lambda: torch.mm(a32, b32))
+    finally:
+        torch.set_num_threads(previous)
+    operations = 2 * n ** 3
+    return Peak(operations / int8 / 1e9, operations / fp32 / 1e9, threads)
+
+
+@dataclass(frozen=True)
+class Shapes:
+    """What one token costs in each layer, read from config.json."""
+
+    layers: int
+    hidden: int
+    intermediate: int
+    q_dim: int
+    kv_dim: int
+    gated: bool
+    dense: tuple[tuple[int, int], ...]
+
+    @classmethod
+    def of(cls, model) -> Shapes:
+        config = json.loads((Path(model.path) / "config.json").read_text(encoding="utf-8"))
+        config = config.get("text_config", config)
+        hidden = int(config["hidden_size"])
+        heads = int(config["num_attention_heads"])
+        head_dim = int(config.get("head_dim") or hidden // heads)
+        kv_heads = int(config.get("num_key_value_heads") or heads)
+        return cls(int(config["num_hidden_layers"]), hidden, int(config["intermediate_size"]), heads * head_dim,
+                   kv_heads * head_dim, config.get("model_type") not in UNGATED,
+                   tuple((d.in_features, d.out_features) for d in model.dense))
+
+    def operations(self, tokens: float, texts: int = 1) -> float:
+        """Multiply-adds x 2 for `texts` texts of `tokens` tokens each."""
+        projections = self.hidden * (2 * self.q_dim + 2 * self.kv_dim)  # q, k, v and the output projection
+        feed_forward = self.hidden * self.intermediate * (3 if self.gated else 2)
+        attention = 2 * tokens * self.q_dim  # scores and weighted sum, over every position
+        per_token = 2 * self.layers * (projections + feed_forward + attention)
+        head = 2 * sum(i * o for i, o in self.dense)
+        return texts * (tokens * per_token + head)
+
+
+def roofline_cell(shapes: Shapes, peak: Peak, compute: str, tokens: float, texts: int, seconds: float) -> dict:
+    """Achieved operations per second for one latency cell, and its share of the matching peak."""
+    achieved = shapes.operations(tokens, texts) / seconds / 1e9
+    peak_value = {"int8": peak.int8_gops, "fp32": peak.fp32_gflops}.get(compute)
+    return {"gops": round(achieved, 2), "compute": compute,
+            "roofline_share": round(achieved / peak_value, 4) if peak_value else None}
