@@ -2,16 +2,23 @@
 
 Task scores can look fine while vectors drift (a dropped Dense layer, another pooling, a missing prompt, an
 over-aggressive quantization); comparing each text's vector with the reference's catches it directly.
+
+The gated corpus is the fixture corpus (embedgate.data.fidelity_corpus) plus fixtures/hostile.jsonl: texts real
+callers send that prose lacks, on which a runtime's tokenizer can part from the reference's. Measured on
+all-MiniLM-L6-v2, gguf-q8_0 vs torch-fp32 (llama.cpp's WordPiece, not the HF tokenizer): see hostile.jsonl's
+figures in HOSTILE_COSINES below. The artifact is gated as deployed: nothing here repairs its tokenization.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 from scipy.stats import spearmanr
 
-from embedgate.data import CorpusText
+from embedgate.data import FIXTURES, CorpusText, fidelity_corpus
 
 TOP_K = 10
 METRICS = ("cosine-mean", "cosine-p5", "cosine-min", "top10-overlap", "similarity-spearman")
@@ -19,6 +26,27 @@ THRESHOLD_KEYS = {
     "cosine-mean": "cosine_mean_min", "cosine-p5": "cosine_p5_min", "cosine-min": "cosine_min_min",
     "top10-overlap": "top10_overlap_min", "similarity-spearman": "similarity_spearman_min",
 }
+
+
+@lru_cache(maxsize=None)
+def hostile_texts() -> list[CorpusText]:
+    """fixtures/hostile.jsonl: long URLs, hashes, base64, literal special-token strings, a 100,000-character text.
+
+    A row with "repeat_to_chars" is its text repeated to that many characters (kept short in the file)."""
+    texts = []
+    with (FIXTURES / "hostile.jsonl").open(encoding="utf-8") as fh:
+        for row in (json.loads(line) for line in fh if line.strip()):
+            text = row["text"]
+            if "repeat_to_chars" in row:
+                length = int(row["repeat_to_chars"])
+                text = (text * (length // len(text) + 1))[:length]
+            texts.append(CorpusText(row["id"], text, row["role"], "hostile"))
+    return texts
+
+
+def gated_corpus() -> list[CorpusText]:
+    """What the fidelity gates compare: the fixture corpus and the hostile texts."""
+    return fidelity_corpus() + hostile_texts()
 
 
 def encode_corpus(backend, corpus: Sequence[CorpusText], batch_size: int = 16) -> np.ndarray:

@@ -9,8 +9,7 @@ from __future__ import annotations
 import pytest
 
 from backends import REFERENCE
-from embedgate.data import fidelity_corpus
-from embedgate.fidelity import METRICS, THRESHOLD_KEYS, compare, encode_corpus
+from embedgate.fidelity import METRICS, THRESHOLD_KEYS, compare, encode_corpus, gated_corpus
 
 pytestmark = pytest.mark.fidelity
 
@@ -35,7 +34,7 @@ def test_fidelity(backend, reference, egsession, thresholds, gate, metric):
         gate.measure(metric, None, threshold, what=f"{backend.dimension}-dim vectors cannot match the reference's "
                      f"{reference.dimension}-dim ones: a dropped or extra Dense layer?")
         gate.enforce()
-    corpus = fidelity_corpus()
+    corpus = gated_corpus()
     ref_vectors = egsession.memoize(("corpus-vectors", REFERENCE), lambda: encode_corpus(reference, corpus))
     metrics = egsession.memoize(
         ("fidelity", backend.name), lambda: compare(encode_corpus(backend, corpus), ref_vectors))
