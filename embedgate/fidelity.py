@@ -3,10 +3,9 @@
 Task scores can look fine while vectors drift (a dropped Dense layer, another pooling, a missing prompt, an
 over-aggressive quantization); comparing each text's vector with the reference's catches it directly.
 
-The gated corpus is the fixture corpus (embedgate.data.fidelity_corpus) plus fixtures/hostile.jsonl: texts real
-callers send that prose lacks, on which a runtime's tokenizer can part from the reference's. Measured on
-all-MiniLM-L6-v2, gguf-q8_0 vs torch-fp32 (llama.cpp's WordPiece, not the HF tokenizer): see hostile.jsonl's
-figures in HOSTILE_COSINES below. The artifact is gated as deployed: nothing here repairs its tokenization.
+The gated corpus (247 texts) is the fixture corpus (embedgate.data.fidelity_corpus, 234) plus the 13 texts of
+fixtures/hostile.jsonl: texts real callers send that prose lacks, on which a runtime's tokenizer can part from the
+reference's. The artifact is gated as deployed: nothing here repairs its tokenization.
 """
 
 from __future__ import annotations
@@ -28,6 +27,16 @@ THRESHOLD_KEYS = {
 }
 
 
+# Cosine to torch-fp32 on all-MiniLM-L6-v2 (gguf-q8_0 / gguf-q4_k_m / onnx-int8 / torch-int8), measured 2026-11-25.
+# llama.cpp's WordPiece splits a word over 100 characters into pieces where the HF tokenizer gives one [UNK], and
+# reads a literal "[SEP]" or "[MASK]" in user text as characters where the HF tokenizer matches the special token:
+#   hostile-sha512-alone (a bare 128-hex-digit hash)  0.246 / 0.231 / 0.983 / 0.820
+#   hostile-sep-query ("what does [SEP] mean")         0.271 / 0.263 / 0.987 / 0.774
+#   hostile-mask, hostile-cls-pad                      0.746, 0.764 / 0.740, 0.762 / 0.991, 0.994 / 0.930, 0.958
+#   hostile-sha512 (the hash inside a sentence)        0.926 / 0.922 / 0.995 / 0.949
+#   hostile-sep ("[SEP]" inside a sentence)            0.939 / 0.934 / 0.995 / 0.942
+#   URLs, paths, base64, <bos>/<eos>/<start_of_turn>, the 100,000-character text: >= 0.984 in every backend
+# (<bos> and friends are not MiniLM's special tokens; they are EmbeddingGemma's.) onnx-fp32: 1.000 on all 13.
 @lru_cache(maxsize=None)
 def hostile_texts() -> list[CorpusText]:
     """fixtures/hostile.jsonl: long URLs, hashes, base64, literal special-token strings, a 100,000-character text.

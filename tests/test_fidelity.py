@@ -1,7 +1,8 @@
 """Fidelity gates: each backend's vectors against torch-fp32's on the project's fixture corpus.
 
 Corpus: fixtures/ (retrieval queries and documents, STS sentences, 35 lines in 30+ languages, 8 paragraphs of
-512+ tokens), 214 texts, each encoded with its role's prompt. Thresholds: [*.fidelity] in the thresholds file.
+512+ tokens, 13 hostile texts: URLs, hashes, literal special tokens, 100,000 characters), 247 texts, each encoded
+with its role's prompt. Thresholds: [*.fidelity] in the thresholds file.
 """
 
 from __future__ import annotations
