@@ -111,21 +111,11 @@ class BaseBackend:
     def encode_raw(self, texts: Sequence[str], *, role: str | None = None, batch_size: int = 32) -> np.ndarray:
         """What the runtime itself returns for the texts, un-normalised and in its own dtype (the contract gates
         check it: a graph that outputs NaN or float64 must not hide behind encode()'s normalisation)."""
-        texts = check_texts(texts)
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        prompt = self.model.prompt_for(role)
-        if not texts:
-            return np.zeros((0, self.dimension), dtype=RAW_DTYPE)
-        prompted = [prompt + text for text in texts]
-        if self.one_text_per_call:
-            batch_size = 1
-        chunks = [np.asarray(self._embed(prompted[i : i + batch_size])) for i in range(0, len(prompted), batch_size)]
-        return np.concatenate(chunks, axis=0)
+        return self._raw(check_texts(texts), role, batch_size)
 
     def encode(self, texts: Sequence[str], *, role: str | None = None, batch_size: int = 32) -> np.ndarray:
         texts = check_texts(texts)
-        raw = check_raw(self.name, self.encode_raw(texts, role=role, batch_size=batch_size), len(texts), self.dimension)
+        raw = check_raw(self.name, self._raw(texts, role, batch_size), len(texts), self.dimension)
         vectors = l2_normalize(raw)
         zero = ~vectors.any(axis=1)
         if zero.any():
@@ -137,6 +127,18 @@ class BaseBackend:
                                      f"({texts[wrong[0]][:40]!r})")
             vectors[zero, 0] = 1.0  # nothing to embed: a unit vector all such texts share, so equal inputs stay equal
         return vectors
+
+    def _raw(self, texts: list[str], role: str | None, batch_size: int) -> np.ndarray:
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        prompt = self.model.prompt_for(role)
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=RAW_DTYPE)
+        prompted = [prompt + text for text in texts]
+        if self.one_text_per_call:
+            batch_size = 1
+        chunks = [np.asarray(self._embed(prompted[i : i + batch_size])) for i in range(0, len(prompted), batch_size)]
+        return np.concatenate(chunks, axis=0)
 
     def _embeds_nothing(self, text: str) -> bool:
         """True when the text has nothing the model can embed (only for zero_vector_for_empty backends)."""

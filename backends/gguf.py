@@ -149,8 +149,8 @@ def context_length(path: Path, metadata: dict[str, str]) -> int:
 
 
 # The probe loads the file as the backend will (its own pooling, n_ctx capped by its context length) and embeds
-# a text at that full length beside a batch of two: a file whose context is shorter than its position table
-# would, or a CPU kernel that fails, aborts this child, not the run.
+# a text at that full length beside a batch of two: a file whose metadata promises more positions than its
+# tensors hold, or a CPU kernel that fails, aborts this child, not the run.
 PROBE = """
 import sys, llama_cpp
 from llama_cpp import _internals
