@@ -1,14 +1,16 @@
 """What every backend does the same way: input checks, prompts, batching, normalisation.
 
 Backends implement only `_embed(texts)` for already-prompted texts; the rules that make their
-outputs comparable (same prompt per role, same truncation length, float32 unit vectors) live here.
+outputs comparable (same prompt per role, same truncation length, float32 unit vectors) live here. What the
+runtime returns is checked before it is normalised (NaN, inf, a zero row are errors, never repaired), and
+`encode_raw` hands it to the contract gates as it came.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,7 +21,11 @@ if TYPE_CHECKING:
 
 
 def check_texts(texts: object) -> list[str]:
-    """Accept a list or tuple of str; anything else is a TypeError that says what was wrong."""
+    """Accept a list or tuple of str; anything else is a TypeError that says what was wrong.
+
+    A str holding a lone surrogate ("\\ud800", e.g. from surrogateescape-decoded bytes) is a ValueError naming
+    the text: tokenizers fail on it each in their own way (TypeError in three backends, UnicodeEncodeError in
+    llama.cpp's), and one such text would fail its whole batch with a message that names none."""
     if isinstance(texts, (str, bytes)):
         raise TypeError(f"encode() takes a list of texts, not a single {type(texts).__name__}; wrap it in a list")
     if not isinstance(texts, Sequence):
@@ -27,24 +33,58 @@ def check_texts(texts: object) -> list[str]:
     for index, text in enumerate(texts):
         if not isinstance(text, str):
             raise TypeError(f"encode() takes a list of str; item {index} is {type(text).__name__}")
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise ValueError(
+                    f"encode(): text {index} is not valid Unicode (lone surrogate {text[exc.start]!r} at position "
+                    f"{exc.start}); repair it before encoding, e.g. text.encode('utf-8', 'replace').decode()"
+                ) from None
     return list(texts)
 
 
+class EmbeddingError(RuntimeError):
+    """The runtime returned something that is not a sentence vector (NaN/inf, an all-zero row, a wrong shape);
+    raised by encode() rather than repaired, so that no gate sees a substitute for what the runtime produced."""
+
+
+RAW_DTYPE = np.float32
+# What a runtime may return: float32, or float16 from a half-precision artifact (model2vec's float16 table),
+# which encode() widens exactly, so every gate measures the values a deployment gets. float64 is a graph run in
+# double precision (twice the memory and bandwidth, and what it returns is not what encode() gives): an error of
+# the contract gates that check the raw output, as is any other dtype.
+RAW_DTYPES = (np.dtype(np.float32), np.dtype(np.float16))
+
+
+def check_raw(name: str, raw: object, n: int, dimension: int) -> np.ndarray:
+    """The runtime's own output before normalisation: an (n, dimension) float array with finite rows.
+
+    The dtype is not checked here (encode() casts to float32); the contract gate test_raw_output checks it."""
+    if not isinstance(raw, np.ndarray):
+        raise EmbeddingError(f"{name}: the runtime returned {type(raw).__name__}, not a numpy array")
+    if raw.shape != (n, dimension):
+        raise EmbeddingError(f"{name}: the runtime returned shape {raw.shape}, expected {(n, dimension)}")
+    if not np.issubdtype(raw.dtype, np.floating):
+        raise EmbeddingError(f"{name}: the runtime returned dtype {raw.dtype}, not floating point")
+    finite = np.isfinite(raw).all(axis=1)
+    if not finite.all():
+        bad = np.flatnonzero(~finite).tolist()
+        raise EmbeddingError(f"{name}: NaN or inf in the runtime's vector of text {bad[0]}"
+                             + (f" (and {len(bad) - 1} more: texts {bad[1:6]})" if len(bad) > 1 else ""))
+    return raw
+
+
 def l2_normalize(vectors: np.ndarray) -> np.ndarray:
-    """Unit rows in float32. A row with nothing to embed (all zeros, e.g. a static model given an
-    empty string) becomes the first basis vector, so outputs stay unit-norm and equal inputs stay equal."""
+    """Unit rows in float32; a zero row stays zero (encode() decides what a zero row means)."""
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    zero = (norms[:, 0] == 0) | ~np.isfinite(norms[:, 0])
     out = np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
-    if zero.any():
-        out[zero] = 0.0
-        out[zero, 0] = 1.0
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
 class BaseBackend:
-    """Shared encode(): validate, prompt, batch, embed, normalise."""
+    """Shared encode(): validate, prompt, batch, embed, check the runtime's output, normalise."""
 
     name: str
     dimension: int
@@ -54,6 +94,9 @@ class BaseBackend:
     # its batch-mates (MiniLM, onnx-int8: cosine 0.952 between "ok" alone and "ok" in a batch of six). Such
     # backends run one text per call: exact batch invariance, and batch latencies that say what that costs.
     one_text_per_call = False
+    # A static model averages token vectors, so a text with no known token (or an empty one) is a zero row by
+    # design; such backends return the first basis vector for it. Anywhere else a zero row is an error.
+    zero_vector_for_empty = False
 
     def __init__(self, name: str, model: ModelSpec, dimension: int, metadata: BackendMetadata):
         self.name = name
@@ -65,17 +108,46 @@ class BaseBackend:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} dim={self.dimension} artifact={self.metadata.artifact_path}>"
 
+    def encode_raw(self, texts: Sequence[str], *, role: str | None = None, batch_size: int = 32) -> np.ndarray:
+        """What the runtime itself returns for the texts, un-normalised and in its own dtype (the contract gates
+        check it: a graph that outputs NaN or float64 must not hide behind encode()'s normalisation)."""
+        return self._raw(check_texts(texts), role, batch_size)
+
     def encode(self, texts: Sequence[str], *, role: str | None = None, batch_size: int = 32) -> np.ndarray:
         texts = check_texts(texts)
+        raw = check_raw(self.name, self._raw(texts, role, batch_size), len(texts), self.dimension)
+        vectors = l2_normalize(raw)
+        zero = ~vectors.any(axis=1)
+        if zero.any():
+            prompt = self.model.prompt_for(role)
+            wrong = [int(i) for i in np.flatnonzero(zero)
+                     if not (self.zero_vector_for_empty and self._embeds_nothing(prompt + texts[i]))]
+            if wrong:
+                raise EmbeddingError(f"{self.name}: the runtime returned an all-zero vector for text {wrong[0]} "
+                                     f"({texts[wrong[0]][:40]!r})")
+            vectors[zero, 0] = 1.0  # nothing to embed: a unit vector all such texts share, so equal inputs stay equal
+        return vectors
+
+    def _raw(self, texts: list[str], role: str | None, batch_size: int) -> np.ndarray:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         prompt = self.model.prompt_for(role)
         if not texts:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        vectors = l2_normalize(self.embed_prompted([prompt + text for text in texts], batch_size))
-        if vectors.shape != (len(texts), self.dimension):
-            raise RuntimeError(f"{self.name}: produced shape {vectors.shape}, expected {(len(texts), self.dimension)}")
-        return vectors
+            return np.zeros((0, self.dimension), dtype=RAW_DTYPE)
+        return self.embed_prompted([prompt + text for text in texts], batch_size)
+
+    def _embeds_nothing(self, text: str) -> bool:
+        """True when the text has nothing the model can embed (only for zero_vector_for_empty backends)."""
+        return False
+
+    def deployed_settings(self) -> dict[str, Any]:
+        """What the artifact itself would do when deployed: pooling, dimension, normalize, max_tokens.
+
+        None means the artifact does not say (the runtime's caller decides); test_deployed_settings compares the
+        rest with the reference pipeline's. This default is what the harness configures from the reference model,
+        right for backends that run the reference's own pipeline; backends that load a file override it."""
+        return {"pooling": self.model.pooling, "dimension": self.dimension, "normalize": self.model.normalize,
+                "max_tokens": self.max_tokens}
 
     def embed_prompted(self, prompted: list[str], batch_size: int) -> np.ndarray:
         """The runtime's work as it would be deployed, and what the latency gates time: already-prompted texts in
@@ -84,8 +156,9 @@ class BaseBackend:
         if self.one_text_per_call:
             batch_size = 1
         if len(prompted) <= batch_size:
-            return self._embed(prompted)
-        return np.concatenate([self._embed(prompted[i : i + batch_size]) for i in range(0, len(prompted), batch_size)])
+            return np.asarray(self._embed(prompted))
+        return np.concatenate([np.asarray(self._embed(prompted[i : i + batch_size]))
+                               for i in range(0, len(prompted), batch_size)])
 
     def _embed(self, texts: list[str]) -> np.ndarray:  # pragma: no cover - every backend overrides it
         raise NotImplementedError

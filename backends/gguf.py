@@ -11,6 +11,12 @@ Texts are tokenized and truncated here, not by `Llama.embed`: `embed` cuts a lon
 and drops its closing separator, where sentence-transformers keeps it. Several texts share one decode
 call (real batching) up to `n_batch` tokens.
 
+The file is gated as it would be deployed: its own pooling (`<arch>.pooling_type`, which llama.cpp and
+llama-server use; the harness does not override it) and its own context length (`<arch>.context_length`: n_ctx
+and the truncation length are the smaller of it and the reference's max length, so that a file of another model
+with a shorter context truncates where llama.cpp must, instead of aborting the process in GGML_ASSERT). What
+the file says is exposed by `deployed_settings()` and compared with the reference by test_deployed_settings.
+
 Tuning, measured on all-MiniLM-L6-v2 Q8_0, 2 threads: llama.cpp's encoder attends over every token of a decode
 call (other sequences are masked, not skipped), so without flash attention a batch of 32 ~64-token texts cost
 91 ms per text packed 2,048 tokens per call and 20 ms packed 256; with flash attention 15 and 12 ms, and one
@@ -34,7 +40,8 @@ from embedgate.cache import CachedArtifact, cache_key
 
 CONVERTER_VERSION = "0.1.1"
 QUANT_TYPES = {"q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0", "q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M"}
-POOLING = {"mean": "LLAMA_POOLING_TYPE_MEAN", "cls": "LLAMA_POOLING_TYPE_CLS", "lasttoken": "LLAMA_POOLING_TYPE_LAST"}
+# llama_pooling_type values, named as the reference model's pooling is (embedgate.model.POOLING_KEYS)
+POOLING_NAMES = {0: "none", 1: "mean", 2: "cls", 3: "lasttoken", 4: "rank"}
 FLASH_ATTENTION = True
 GGUF_MAGIC = b"GGUF"
 
@@ -114,26 +121,68 @@ def check_gguf_file(path: Path) -> None:
         raise EmbedgateError(f"{path}: not a GGUF file (bad magic {header[:4]!r})")
 
 
+def file_metadata(path: Path) -> dict[str, str]:
+    """The file's metadata as llama.cpp reads it (a vocab-only load: no weights; `llama_model_n_ctx_train` of such
+    a load is 0 in llama-cpp-python 0.3.36, so the context length is read from the metadata instead)."""
+    import llama_cpp
+    from llama_cpp import _internals
+
+    params = llama_cpp.llama_model_default_params()
+    params.vocab_only = True
+    try:
+        model = _internals.LlamaModel(path_model=str(path), params=params, verbose=False)
+    except (ValueError, RuntimeError) as exc:
+        raise EmbedgateError(f"{path}: llama.cpp could not read its metadata ({exc}); truncated or corrupt?") from exc
+    try:
+        return model.metadata()
+    finally:
+        model.close()
+
+
+def context_length(path: Path, metadata: dict[str, str]) -> int:
+    """`<arch>.context_length`: the positions the model has, so the most tokens llama.cpp can embed at once."""
+    key = f"{metadata.get('general.architecture', '?')}.context_length"
+    try:
+        return int(metadata[key])
+    except (KeyError, ValueError):
+        raise EmbedgateError(f"{path}: no usable {key} in the file's metadata; truncated or corrupt?") from None
+
+
+# The probe loads the file as the backend will (its own pooling, n_ctx capped by its context length) and embeds
+# a text at that full length beside a batch of two: a file whose metadata promises more positions than its
+# tensors hold, or a CPU kernel that fails, aborts this child, not the run.
 PROBE = """
 import sys, llama_cpp
-llm = llama_cpp.Llama(model_path=sys.argv[1], embedding=True, n_ctx=64, n_batch=64, n_ubatch=64, n_threads=1,
-                      pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN, verbose=False)
+from llama_cpp import _internals
+path, needed, flash = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
+params = llama_cpp.llama_model_default_params()
+params.vocab_only = True
+model = _internals.LlamaModel(path_model=path, params=params, verbose=False)
+metadata = model.metadata()
+model.close()
+n = min(int(metadata[metadata["general.architecture"] + ".context_length"]), needed)
+llm = llama_cpp.Llama(model_path=path, embedding=True, n_ctx=n, n_batch=n, n_ubatch=n, n_threads=1,
+                      flash_attn=flash, verbose=False)
 llm.embed(["a probe", "two texts, one batch"])
+llm.embed(" ".join(["probe"] * 4 * n), truncate=True)
 """
 
 
-def probe_in_subprocess(path: Path) -> None:
+def probe_in_subprocess(path: Path, needed_tokens: int) -> None:
     """Load and run the file once in a child process first: llama.cpp answers some files (and some CPU kernels,
-    e.g. its AMX path under a VM) with a segfault, which in-process would end the whole run without a report."""
+    e.g. its AMX path under a VM) with a segfault or an abort, which in-process would end the whole run without
+    a report."""
     import signal
 
-    done = subprocess.run([sys.executable, "-c", PROBE, str(path)], capture_output=True, text=True, timeout=600,
-                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    done = subprocess.run([sys.executable, "-c", PROBE, str(path), str(needed_tokens), str(int(FLASH_ATTENTION))],
+                          capture_output=True, text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
     if done.returncode < 0:
         name = signal.Signals(-done.returncode).name
+        assertion = [line.strip() for line in done.stderr.splitlines() if "GGML_ASSERT" in line][:1]
         raise EmbedgateError(
-            f"{path}: llama.cpp crashed ({name}) running this file in a probe process; a corrupt file, or a "
-            "llama-cpp-python build whose CPU kernels fail here (make install builds it without AMX)")
+            f"{path}: llama.cpp crashed ({name}{': ' + assertion[0][-120:] if assertion else ''}) running this file "
+            "in a probe process; a corrupt file, or a llama-cpp-python build whose CPU kernels fail here "
+            "(make install builds it without AMX)")
     if done.returncode != 0:
         tail = [line for line in done.stderr.strip().splitlines() if line.strip()][-1:] or ["no output"]
         raise EmbedgateError(f"{path}: llama.cpp could not load or run it ({tail[0][:200]}); truncated or corrupt?")
@@ -144,24 +193,38 @@ class GgufBackend(BaseBackend):
         import llama_cpp
 
         check_gguf_file(gguf_file)
-        if ctx.model.pooling not in POOLING:
-            raise EmbedgateError(f"{name}: llama.cpp has no '{ctx.model.pooling}' pooling")
-        self.n_batch = ctx.model.max_seq_length  # tokens per decode call: one text at the max, or several shorter
+        self.context_length = context_length(gguf_file, file_metadata(gguf_file))
+        # tokens per decode call: one text at the max, or several shorter; never past the file's own context
+        self.n_batch = min(self.context_length, ctx.model.max_seq_length)
         try:
             self.llm = llama_cpp.Llama(
                 model_path=str(gguf_file), embedding=True, n_ctx=self.n_batch, n_batch=self.n_batch,
                 n_ubatch=self.n_batch, n_threads=ctx.threads, n_threads_batch=ctx.threads,
-                pooling_type=getattr(llama_cpp, POOLING[ctx.model.pooling]), flash_attn=FLASH_ATTENTION, verbose=False,
+                pooling_type=llama_cpp.LLAMA_POOLING_TYPE_UNSPECIFIED,  # the file's own, as llama-server uses it
+                flash_attn=FLASH_ATTENTION, verbose=False,
             )
         except (ValueError, RuntimeError) as exc:
             raise EmbedgateError(f"{gguf_file}: llama.cpp could not load it ({exc}); truncated or corrupt?") from exc
+        code = int(llama_cpp.llama_pooling_type(self.llm._ctx.ctx))
+        self.pooling = POOLING_NAMES.get(code, f"unknown ({code})")
+        if self.pooling in ("none", "rank") or code not in POOLING_NAMES:
+            raise EmbedgateError(f"{gguf_file}: the file's pooling is {self.pooling}: llama.cpp gives no sentence "
+                                 "vector for it (an embedding GGUF says mean, cls or last in <arch>.pooling_type)")
         dimension = int(llama_cpp.llama_model_n_embd_out(self.llm.model))
         empty = self.llm.tokenize(b"", add_bos=True, special=False)
         self._suffix = empty[1:]  # closing special tokens ([SEP], <eos>) that truncation must keep
         self._n_seq_max = int(self.llm.context_params.n_seq_max)
-        metadata.params.update(n_threads=ctx.threads, n_batch=self.n_batch, flash_attn=FLASH_ATTENTION, pooling=ctx.model.pooling,
+        metadata.params.update(n_threads=ctx.threads, n_batch=self.n_batch, flash_attn=FLASH_ATTENTION,
+                               pooling=self.pooling, context_length=self.context_length,
                                llama_cpp=llama_cpp.__version__)
         super().__init__(name, ctx.model, dimension, metadata)
+        self.max_tokens = self.n_batch  # truncation where llama.cpp must truncate this file
+
+    def deployed_settings(self) -> dict:
+        """From the file: its pooling, output dimension and context length. A GGUF has no normalize flag (llama-server
+        normalizes by its own option, embd_normalize), so normalization is the caller's and not compared."""
+        return {"pooling": self.pooling, "dimension": self.dimension, "normalize": None,
+                "max_tokens": self.context_length}
 
     def tokens(self, text: str) -> list[int]:
         ids = self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=False)
@@ -211,7 +274,7 @@ def _load(ctx: BuildContext, quant: str) -> GgufBackend:
             params=dict(artifact.manifest.get("params", {})),
         )
     if ctx.options.get("gguf_probe", True):  # the cold-start process skips it: this run probed the file already
-        probe_in_subprocess(path)
+        probe_in_subprocess(path, ctx.model.max_seq_length)
     with Timer() as timer:
         backend = GgufBackend(name, ctx, path, metadata)
     backend.metadata.load_seconds = timer.seconds

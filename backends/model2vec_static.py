@@ -54,6 +54,17 @@ class Model2VecBackend(BaseBackend):
                                normalize=bool(self.static.normalize))
         super().__init__("model2vec", ctx.model, int(dimension), metadata)
 
+    zero_vector_for_empty = True  # no known token, nothing to average: a zero row by design (see _base)
+
+    def _embeds_nothing(self, text: str) -> bool:
+        return not self.static.tokenize([text])[0]
+
+    def deployed_settings(self) -> dict:
+        """From the folder's config.json: whether StaticModel.encode normalizes and where it truncates. Pooling and
+        dimension belong to the static model's own space and are not compared."""
+        return {"pooling": None, "dimension": self.dimension, "normalize": bool(self.static.normalize),
+                "max_tokens": self.static.max_length}
+
     def _embed(self, texts: list[str]) -> np.ndarray:
         return self.static.encode(
             texts, max_length=self.max_tokens, batch_size=len(texts), show_progress_bar=False,

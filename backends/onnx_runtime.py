@@ -223,6 +223,11 @@ class OnnxBackend(BaseBackend):
         )
         super().__init__(name, ctx.model, dimension, metadata)
 
+    def deployed_settings(self) -> dict:
+        """The graph's output dimension. Pooling and normalization are inside the graph, not declared by it, and the
+        tokenizer (so the max length) is the caller's: None, not compared."""
+        return {"pooling": None, "dimension": self.dimension, "normalize": None, "max_tokens": None}
+
     def _embed(self, texts: list[str]) -> np.ndarray:
         encodings = self.fast.encode_batch(texts)
         columns = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}

@@ -44,6 +44,17 @@ class SentenceTransformerBackend(BaseBackend):
         super().__init__(name, model, int(st.get_embedding_dimension()), metadata)
         self.st = st
 
+    def deployed_settings(self) -> dict:
+        """Read from the loaded pipeline's modules, not from the harness's ModelSpec: what sentence-transformers
+        itself will do with this folder."""
+        modules = list(self.st._modules.values())
+        pooling = next((m.pooling_mode for m in modules if type(m).__name__ == "Pooling"), None)
+        if isinstance(pooling, (tuple, list)):  # several modes concatenated
+            pooling = "+".join(pooling)
+        return {"pooling": pooling, "dimension": int(self.st.get_embedding_dimension()),
+                "normalize": any(type(m).__name__ == "Normalize" for m in modules),
+                "max_tokens": int(self.st.max_seq_length)}
+
     def _embed(self, texts: list[str]) -> np.ndarray:
         import torch
 

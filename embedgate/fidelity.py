@@ -2,16 +2,22 @@
 
 Task scores can look fine while vectors drift (a dropped Dense layer, another pooling, a missing prompt, an
 over-aggressive quantization); comparing each text's vector with the reference's catches it directly.
+
+The gated corpus (247 texts) is the fixture corpus (embedgate.data.fidelity_corpus, 234) plus the 13 texts of
+fixtures/hostile.jsonl: texts real callers send that prose lacks, on which a runtime's tokenizer can part from the
+reference's. The artifact is gated as deployed: nothing here repairs its tokenization.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 from scipy.stats import spearmanr
 
-from embedgate.data import CorpusText
+from embedgate.data import FIXTURES, CorpusText, fidelity_corpus
 
 TOP_K = 10
 METRICS = ("cosine-mean", "cosine-p5", "cosine-min", "top10-overlap", "similarity-spearman")
@@ -19,6 +25,37 @@ THRESHOLD_KEYS = {
     "cosine-mean": "cosine_mean_min", "cosine-p5": "cosine_p5_min", "cosine-min": "cosine_min_min",
     "top10-overlap": "top10_overlap_min", "similarity-spearman": "similarity_spearman_min",
 }
+
+
+# Cosine to torch-fp32 on all-MiniLM-L6-v2 (gguf-q8_0 / gguf-q4_k_m / onnx-int8 / torch-int8), measured 2026-11-25.
+# llama.cpp's WordPiece splits a word over 100 characters into pieces where the HF tokenizer gives one [UNK], and
+# reads a literal "[SEP]" or "[MASK]" in user text as characters where the HF tokenizer matches the special token:
+#   hostile-sha512-alone (a bare 128-hex-digit hash)  0.246 / 0.231 / 0.983 / 0.820
+#   hostile-sep-query ("what does [SEP] mean")         0.271 / 0.263 / 0.987 / 0.774
+#   hostile-mask, hostile-cls-pad                      0.746, 0.764 / 0.740, 0.762 / 0.991, 0.994 / 0.930, 0.958
+#   hostile-sha512 (the hash inside a sentence)        0.926 / 0.922 / 0.995 / 0.949
+#   hostile-sep ("[SEP]" inside a sentence)            0.939 / 0.934 / 0.995 / 0.942
+#   URLs, paths, base64, <bos>/<eos>/<start_of_turn>, the 100,000-character text: >= 0.984 in every backend
+# (<bos> and friends are not MiniLM's special tokens; they are EmbeddingGemma's.) onnx-fp32: 1.000 on all 13.
+@lru_cache(maxsize=None)
+def hostile_texts() -> list[CorpusText]:
+    """fixtures/hostile.jsonl: long URLs, hashes, base64, literal special-token strings, a 100,000-character text.
+
+    A row with "repeat_to_chars" is its text repeated to that many characters (kept short in the file)."""
+    texts = []
+    with (FIXTURES / "hostile.jsonl").open(encoding="utf-8") as fh:
+        for row in (json.loads(line) for line in fh if line.strip()):
+            text = row["text"]
+            if "repeat_to_chars" in row:
+                length = int(row["repeat_to_chars"])
+                text = (text * (length // len(text) + 1))[:length]
+            texts.append(CorpusText(row["id"], text, row["role"], "hostile"))
+    return texts
+
+
+def gated_corpus() -> list[CorpusText]:
+    """What the fidelity gates compare: the fixture corpus and the hostile texts."""
+    return fidelity_corpus() + hostile_texts()
 
 
 def encode_corpus(backend, corpus: Sequence[CorpusText], batch_size: int = 16) -> np.ndarray:

@@ -10,6 +10,7 @@ import numpy as np
 
 from backends import BackendSpec, BuildContext
 from backends._base import check_texts
+from backends.torch_fp32 import SentenceTransformerBackend
 
 
 class Wrapped:
@@ -69,6 +70,44 @@ BROKEN = {
     "broken-empty": CrashesOnEmpty,
     "broken-truncation": NoTruncation,
 }
+
+
+# ---------------------------------------------------------------- wrong raw output, through the real BaseBackend.encode
+
+class RawBroken:
+    """Mixin for a real SentenceTransformerBackend whose `_embed` goes wrong: unlike the Wrapped backends above,
+    these keep the harness's own encode() (checks, normalisation), which is what their self-tests exercise."""
+
+    def __init__(self, name: str, ctx: BuildContext):
+        from backends.torch_fp32 import load
+
+        inner = load(ctx)
+        super().__init__(name, ctx.model, inner.st, inner.metadata)
+
+
+class NanOnLongInput(RawBroken, SentenceTransformerBackend):
+    """Returns NaN for texts over 200 characters (an fp16 graph whose attention overflows on long inputs)."""
+
+    def _embed(self, texts):
+        out = super()._embed(texts)
+        out[[len(text) > 200 for text in texts]] = np.nan
+        return out
+
+
+class Float64Output(RawBroken, SentenceTransformerBackend):
+    """Returns float64 (a graph exported in double precision: twice the memory, slower kernels)."""
+
+    def _embed(self, texts):
+        return super()._embed(texts).astype(np.float64)
+
+
+class ZeroForShortText(RawBroken, SentenceTransformerBackend):
+    """Returns an all-zero vector for ordinary short texts (a pooling that divides by the wrong mask)."""
+
+    def _embed(self, texts):
+        out = super()._embed(texts)
+        out[[0 < len(text.split()) <= 2 for text in texts]] = 0.0
+        return out
 
 
 # ---------------------------------------------------------------- degraded backends for the quality gates
@@ -198,6 +237,7 @@ class Cached(Wrapped):
 
 
 BROKEN.update({
+    "nan-long": NanOnLongInput, "float64": Float64Output, "zero-short": ZeroForShortText,
     "noisy": Noisy, "retention-90": Retention90, "slight-noise": SlightNoise, "cls-pooling": OtherPooling,
     "no-prompt": DroppedPrompt, "no-last-dense": DroppedLastDense, "plain": Wrapped, "slow-3x": SlowedDown,
     "cached": Cached, "regresses": SlowedByEnvironment, "spinner": LeavesThreadsSpinning,

@@ -20,7 +20,8 @@ PROJECT = Path(__file__).resolve().parent.parent
 PROMPTS = {"query": "query: ", "document": "passage: ", "STS": "similar: "}
 
 
-def make_tiny_model(folder: Path, *, dense: bool = True, prompts: dict | None = None, seed: int = 0) -> Path:
+def make_tiny_model(folder: Path, *, dense: bool = True, prompts: dict | None = None, seed: int = 0,
+                    max_positions: int = 128) -> Path:
     """A random 2-layer BERT in the sentence-transformers layout (mean pooling, Dense, Normalize, prompts).
 
     It reuses all-MiniLM-L6-v2's tokenizer files so that tokenization is real; only the weights are tiny."""
@@ -36,7 +37,7 @@ def make_tiny_model(folder: Path, *, dense: bool = True, prompts: dict | None = 
     for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         shutil.copy(source / name, folder / name)
     config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128)
+                        intermediate_size=64, max_position_embeddings=max_positions)
     BertModel(config).save_pretrained(str(folder), safe_serialization=True)
     modules = [
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},

@@ -19,5 +19,14 @@ MIXED_TEXTS = [
 
 
 @pytest.fixture(scope="session")
+def hostile_texts() -> list[str]:
+    """fixtures/hostile.jsonl, the fidelity corpus's texts that prose lacks (URLs, hashes, literal "[SEP]",
+    a 100,000-character text): every backend must embed them, truncated, without an error."""
+    from embedgate.fidelity import hostile_texts as load
+
+    return [text.text for text in load()]
+
+
+@pytest.fixture(scope="session")
 def mixed_texts() -> list[str]:
     return list(MIXED_TEXTS)

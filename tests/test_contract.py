@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from backends._base import RAW_DTYPES
 from embedgate.model import ROLES
 
 pytestmark = pytest.mark.contract
@@ -45,6 +46,69 @@ def test_shape_and_dtype(backend, mixed_texts):
     assert_valid(backend, vectors, len(mixed_texts), "mixed texts")
     empty = backend.encode([])
     assert empty.shape == (0, backend.dimension), f"{backend.name}: encode([]) has shape {empty.shape}"
+    if hasattr(backend, "encode_raw"):  # encode() casts to float32; the runtime's own dtype is the contract
+        raw = backend.encode_raw(mixed_texts, batch_size=4)
+        assert raw.dtype in RAW_DTYPES, (
+            f"{backend.name}: the runtime returns {raw.dtype} vectors, expected float32 (encode() hides it with a cast)"
+        )
+
+
+def test_raw_output(backend, mixed_texts, hostile_texts):
+    """The runtime's own output, before encode() normalises it: (n, dim) float32 (or float16: see RAW_DTYPES),
+    finite, no zero row.
+
+    encode() raises on NaN, inf and unexpected zero rows; this gate says which text, on texts that reach the
+    limits (blank, punctuation only, past the max length, hostile)."""
+    if not hasattr(backend, "encode_raw"):
+        pytest.skip(f"{backend.name} does not build on BaseBackend: no raw output to check")
+    texts = mixed_texts + hostile_texts + ["", "0", "." * 50]
+    raw = backend.encode_raw(texts, batch_size=4)
+    assert isinstance(raw, np.ndarray), f"{backend.name}: the runtime returned {type(raw).__name__}, not an array"
+    assert raw.shape == (len(texts), backend.dimension), (
+        f"{backend.name}: the runtime returned shape {raw.shape}, expected {(len(texts), backend.dimension)}"
+    )
+    assert raw.dtype in RAW_DTYPES, f"{backend.name}: the runtime returns {raw.dtype} vectors, expected float32"
+    bad = np.flatnonzero(~np.isfinite(raw).all(axis=1)).tolist()
+    assert not bad, f"{backend.name}: NaN or inf in the runtime's vectors of texts {bad} (first {texts[bad[0]][:50]!r})"
+    prompt = backend.model.prompt_for(None)
+    zero = [int(i) for i in np.flatnonzero(~raw.any(axis=1)) if not (
+        backend.zero_vector_for_empty and backend._embeds_nothing(prompt + texts[i]))]
+    assert not zero, f"{backend.name}: all-zero vectors from the runtime for texts {zero} ({texts[zero[0]][:40]!r})"
+
+
+def test_deployed_settings(backend, egsession, gate):
+    """The artifact's own settings (a GGUF's pooling and context length, an ONNX graph's output dimension, a static
+    model's normalize flag) against the reference pipeline's: what a deployment of this artifact would do.
+
+    The harness configures every backend from the reference model, so a file that says otherwise passes every
+    other gate and then embeds differently in production. A setting the artifact leaves to its caller is None and
+    not compared. A context longer than the reference's max length is not a difference: the caller truncates."""
+    settings = getattr(backend, "deployed_settings", None)
+    if settings is None:
+        pytest.skip(f"{backend.name} does not expose its deployed settings")
+    deployed, model = settings(), egsession.model
+    reference = {"pooling": model.pooling, "dimension": model.dimension, "normalize": model.normalize,
+                 "max_tokens": model.max_seq_length}
+    gate.detail(deployed=deployed, reference=reference)
+    compared = ("normalize", "max_tokens")
+    if egsession.registry[backend.name].shares_reference_space:  # a static model's pooling and space are its own
+        compared = ("pooling", "dimension", *compared)
+    differences = []
+    for key in compared:
+        ours, theirs = deployed.get(key), reference[key]
+        if ours is None or (key == "max_tokens" and ours >= theirs):
+            continue
+        if ours != theirs:
+            differences.append(DIFFERENCE[key].format(ours=ours, theirs=theirs))
+    assert not differences, f"{backend.name}: " + "; ".join(differences)
+
+
+DIFFERENCE = {
+    "pooling": "the artifact's pooling is {ours}, the reference pipeline's is {theirs}",
+    "dimension": "the artifact's vectors have {ours} dimensions, the reference pipeline's {theirs}",
+    "normalize": "the artifact's normalize is {ours}, the reference pipeline's is {theirs}",
+    "max_tokens": "max length {ours} vs {theirs} tokens",
+}
 
 
 def test_unit_norm(backend, mixed_texts):
@@ -122,6 +186,19 @@ def test_beyond_max_length(backend, thresholds):
 def test_rejects_non_string(backend, bad):
     with pytest.raises(TypeError, match="encode"):
         backend.encode(bad)
+
+
+def test_hostile_input(backend, hostile_texts):
+    vectors = backend.encode(hostile_texts, batch_size=4)
+    assert_valid(backend, vectors, len(hostile_texts), "hostile texts (URLs, hashes, special tokens, 100k chars)")
+
+
+@pytest.mark.parametrize(("texts", "index", "position"), [(["\ud800"], 0, 0), (["ok", "fine", "abc\udfffdef"], 2, 3)],
+                         ids=["alone", "third-text"])
+def test_rejects_invalid_unicode(backend, texts, index, position):
+    """A lone surrogate is not text any runtime can tokenize: one ValueError naming the text, in every backend."""
+    with pytest.raises(ValueError, match=rf"encode\(\): text {index} is not valid Unicode .*at position {position}\)"):
+        backend.encode(texts)
 
 
 @pytest.mark.parametrize("role", [None, *ROLES], ids=lambda role: role or "no-role")

@@ -1,7 +1,8 @@
 """Fidelity gates: each backend's vectors against torch-fp32's on the project's fixture corpus.
 
 Corpus: fixtures/ (retrieval queries and documents, STS sentences, 35 lines in 30+ languages, 8 paragraphs of
-512+ tokens), 214 texts, each encoded with its role's prompt. Thresholds: [*.fidelity] in the thresholds file.
+512+ tokens, 13 hostile texts: URLs, hashes, literal special tokens, 100,000 characters), 247 texts, each encoded
+with its role's prompt. Thresholds: [*.fidelity] in the thresholds file.
 """
 
 from __future__ import annotations
@@ -9,8 +10,7 @@ from __future__ import annotations
 import pytest
 
 from backends import REFERENCE
-from embedgate.data import fidelity_corpus
-from embedgate.fidelity import METRICS, THRESHOLD_KEYS, compare, encode_corpus
+from embedgate.fidelity import METRICS, THRESHOLD_KEYS, compare, encode_corpus, gated_corpus
 
 pytestmark = pytest.mark.fidelity
 
@@ -35,7 +35,7 @@ def test_fidelity(backend, reference, egsession, thresholds, gate, metric):
         gate.measure(metric, None, threshold, what=f"{backend.dimension}-dim vectors cannot match the reference's "
                      f"{reference.dimension}-dim ones: a dropped or extra Dense layer?")
         gate.enforce()
-    corpus = fidelity_corpus()
+    corpus = gated_corpus()
     ref_vectors = egsession.memoize(("corpus-vectors", REFERENCE), lambda: encode_corpus(reference, corpus))
     metrics = egsession.memoize(
         ("fidelity", backend.name), lambda: compare(encode_corpus(backend, corpus), ref_vectors))
