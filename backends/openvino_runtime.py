@@ -99,6 +99,10 @@ class OpenVinoBackend(BaseBackend):
         metadata.params["openvino"] = openvino.get_version()
         super().__init__(name, ctx.model, dimension, metadata)
 
+    def deployed_settings(self) -> dict:
+        """The graph's output dimension; pooling and normalization are inside the graph (as for ONNX)."""
+        return {"pooling": None, "dimension": self.dimension, "normalize": None, "max_tokens": None}
+
     def _embed(self, texts: list[str]) -> np.ndarray:
         encodings = self.fast.encode_batch(texts)
         columns = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}

@@ -159,16 +159,17 @@ def terminal_lines(session) -> list[str]:
     # and the files say the same; built here only when no report was written
     report = session.memo.get("report") or build_report(session)
     lines = []
+    width = max([12, *map(len, report["backends"])])
     for name, backend in report["backends"].items():
         s = backend["summary"]
         retention = s["quality_retention_min"]
-        line = (f"{name:<12} {s['verdict'].upper():<7} speedup {_x(s['speedup_geomean'], 2, 'x'):>7}  "
+        line = (f"{name:<{width}} {s['verdict'].upper():<7} speedup {_x(s['speedup_geomean'], 2, 'x'):>7}  "
                 f"quality kept {_x(None if retention is None else 100 * retention, 1, '%'):>6}  size {_mb(s['size_bytes']):>6} MB  "
                 f"rss {_x(s['peak_rss_mb'], 0, ' MB'):>7}  load {_x(s['load_seconds'], 2, 's'):>6}  "
                 f"gates {s['gates']['pass']} pass / {s['gates']['fail']} fail / {s['gates']['error']} error")
         lines.append(line)
         if s["first_failure"]:
-            lines.append(f"{'':<12} ↳ {s['first_failure']['gate']}: {s['first_failure']['reason'][:160]}")
+            lines.append(f"{'':<{width}} ↳ {s['first_failure']['gate']}: {s['first_failure']['reason'][:160]}")
     lines.append(_recommendation_line(report))
     if report["run"]["partial"]:
         lines.append(f"partial run: not measured: {', '.join(report['run']['families_not_run'])}")
