@@ -172,7 +172,7 @@ def _from_hub_cache(repo_id: str) -> Path | None:
         from huggingface_hub import snapshot_download
 
         return Path(snapshot_download(repo_id, allow_patterns=_HUB_PATTERNS, local_files_only=True))
-    except Exception:  # not cached (LocalEntryNotFoundError), no huggingface_hub, an unreadable cache: not there
+    except Exception:  # noqa: BLE001  (not cached: LocalEntryNotFoundError; no huggingface_hub; unreadable cache)
         return None
 
 

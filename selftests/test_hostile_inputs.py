@@ -209,8 +209,8 @@ def test_corrupt_cache_is_reported_without_s(suite, tiny_model, tmp_path):
     ("backend.onnx_int8.fidelity.cosine_mean_min=0.9999",
      "unknown backend 'onnx_int8' in [backend.onnx_int8] (did you mean 'onnx-int8'?); known: torch-fp32, torch-int8, "),
     ("quality.floors.stsb_tset=0.99",
-     "unknown task 'stsb_tset' in defaults.quality.floors (did you mean 'stsb-test'?); "
-     "known tasks: fixture-sts, fixture-retrieval, stsb-test"),
+     ("unknown task 'stsb_tset' in defaults.quality.floors (did you mean 'stsb-test'?); "
+      "known tasks: fixture-sts, fixture-retrieval, stsb-test")),
     ("family.ggfu.contract.batch_min_cosine=0.99",
      "unknown backend family 'ggfu' in [family.ggfu] (did you mean 'gguf'?); known: torch, onnx, gguf, model2vec"),
 ], ids=["backend", "floor-task", "family"])
