@@ -100,6 +100,20 @@ def test_report_dir_under_a_file(suite, tiny_model, tmp_path):
     assert line == f"ERROR: --report-dir {blocker}/sub: cannot be created: {blocker} is a file; give a folder", line
 
 
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a chmod 0o555 folder; GitHub's runner user does not")
+@pytest.mark.parametrize("option", ["--report-dir", "--artifact-cache"])
+def test_read_only_folder(suite, tiny_model, tmp_path, option):
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    try:
+        line = usage_error(suite.run(f"--model={tiny_model}", "--backends=torch-fp32", f"{option}={read_only}/sub"))
+    finally:
+        read_only.chmod(0o755)
+    assert line == f"ERROR: {option} {read_only}/sub: {read_only} is not writable (Permission denied); " \
+                   "give a writable folder", line
+
+
 def test_report_lost_at_the_end_is_one_line_and_fails_the_run(suite, tiny_model):
     """A report folder that was fine at the start but cannot be written at the end (here a file takes its place
     just before the report is written): one line, exit 1 although every gate passed, no traceback."""
