@@ -424,7 +424,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         for event in events:
             if event.kind != "reused":
                 terminalreporter.write_line(event.message)
-        reused = [event.backend for event in events if event.kind == "reused"]
+        reused = list(dict.fromkeys(event.backend for event in events if event.kind == "reused"))
         if reused:
             terminalreporter.write_line(f"embedgate: reused cached {', '.join(reused)} from {session.cache.root}")
 
