@@ -192,7 +192,16 @@ def test_two_processes_build_a_key_once(tmp_path):
     assert "embedgate: waiting for pid " in waiter and "building the same gguf-f16 artifact" in waiter, waiter
 
 
-def test_corrupt_cache_is_reported_without_s(suite, tiny_model, tmp_path):
+def run_in_subprocess(suite, monkeypatch, *args: str) -> pytest.RunResult:
+    """The suite in a child pytest whose stdout is a pipe: pytest's fd capture then takes a test's output as it does
+    on a terminal (in-process, pytester's own capture lets the reporter's writes through whatever the plugin does)."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(PROJECT), os.environ.get("PYTHONPATH")])))
+    return suite.pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", f"--report-dir={suite.pytester.path / 'reports'}",
+        "--thresholds=" + str(suite.pytester.path / "fixtures" / "thresholds.toml"), *args, timeout=300)
+
+
+def test_corrupt_cache_is_reported_without_s(suite, tiny_model, tmp_path, monkeypatch):
     suite.pytester.makeconftest(CACHED_BACKEND_CONFTEST)
     cache = tmp_path / "cache"
     run = (f"--model={tiny_model}", "--backends=cached-plain", f"--artifact-cache={cache}", *QUICK)
@@ -201,7 +210,7 @@ def test_corrupt_cache_is_reported_without_s(suite, tiny_model, tmp_path):
     first.stdout.fnmatch_lines(["*embedgate: building cached-plain -> *", "*embedgate cache*",
                                 "embedgate: built cached-plain in *s -> *"])
     (cache / "cached-plain" / "k1" / "v.txt").write_text("tampered")
-    second = suite.run(*run)  # captured as pytest captures by default: no -s
+    second = run_in_subprocess(suite, monkeypatch, *run)  # captured as pytest captures by default: no -s
     assert second.ret == 0, second.stdout.str()[-2000:]
     no_traceback(second)
     corrupt = f"embedgate: cached cached-plain artifact at {cache}/cached-plain/k1 is corrupt (v.txt has 8 bytes, " \
