@@ -3,7 +3,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-DATA_DIR ?= $(firstword $(wildcard ../shared/data) )
+# the default only where it holds the STS Benchmark file: a --data-dir without it is a usage error (issue #12)
+DATA_DIR ?= $(patsubst %/stsb/stsb-en-test.csv,%,$(firstword $(wildcard ../shared/data/stsb/stsb-en-test.csv)))
 REPORT_DIR ?= reports
 MODEL ?=
 EXPECTED ?= fixtures/expected_verdicts/all-MiniLM-L6-v2.toml

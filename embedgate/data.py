@@ -31,17 +31,36 @@ def _jsonl(path: Path) -> list[dict]:
 def read_sts_csv(path: Path, *, header: bool) -> list[tuple[str, str, float]]:
     """Rows of (sentence1, sentence2, score 0-5); a malformed row is an error naming the file and line."""
     rows = []
-    with path.open(encoding="utf-8", newline="") as fh:
-        reader = csv.reader(fh)
-        if header:
-            next(reader, None)
-        for line_number, row in enumerate(reader, start=2 if header else 1):
-            if len(row) != 3:
-                raise ValueError(f"{path}:{line_number}: expected sentence1,sentence2,score; got {len(row)} columns")
-            try:
-                rows.append((row[0], row[1], float(row[2])))
-            except ValueError:
-                raise ValueError(f"{path}:{line_number}: score {row[2]!r} is not a number") from None
+    line_number = 1
+    try:
+        with path.open(encoding="utf-8", newline="") as fh:
+            reader = csv.reader(fh)
+            if header:
+                next(reader, None)
+            for row in reader:
+                line_number = reader.line_num
+                if len(row) != 3:
+                    raise ValueError(
+                        f"{path}:{line_number}: expected sentence1,sentence2,score; got {len(row)} columns")
+                try:
+                    score = float(row[2])
+                except ValueError:
+                    raise ValueError(f"{path}:{line_number}: score {row[2]!r} is not a number") from None
+                if not 0.0 <= score <= 5.0:  # also refuses nan
+                    raise ValueError(f"{path}:{line_number}: score {row[2]!r} is outside 0-5")
+                rows.append((row[0], row[1], score))
+    except UnicodeDecodeError:  # decoding runs ahead in chunks: find the line in the bytes
+        raw = path.read_bytes()
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line_number = raw.count(b"\n", 0, exc.start) + 1
+            raise ValueError(f"{path}:{line_number}: not UTF-8 text ({exc.reason})") from None
+        raise
+    except csv.Error as exc:
+        raise ValueError(f"{path}:{line_number + 1}: not a CSV row ({exc})") from None
+    if not rows:
+        raise ValueError(f"{path}:1: no sentence pairs in the file")
     return rows
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -38,7 +39,10 @@ POOLING_KEYS = {
     "pooling_mode_lasttoken": "lasttoken",
 }
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
-_HASHED_SUFFIXES = (".json", ".safetensors", ".txt", ".model", ".py")
+# Every file a loader or converter might read: configs, tokenizers, and weights in any format. A weight file left
+# out of the hash (pytorch_model.bin was) lets two folders with different weights share cached artifacts.
+_WEIGHT_SUFFIXES = (".safetensors", ".gguf", ".onnx", ".h5", ".msgpack", ".ot") + _PICKLE_SUFFIXES
+_HASHED_SUFFIXES = (".json", ".txt", ".model", ".py") + _WEIGHT_SUFFIXES
 
 
 def default_model_path() -> Path:
@@ -101,7 +105,7 @@ class ModelSpec:
 
     @cached_property
     def content_hash(self) -> str:
-        """sha256 over the folder's weights, configs and tokenizer files (names and bytes)."""
+        """sha256 over the folder's weights (every format), configs and tokenizer files (names and bytes)."""
         digest = hashlib.sha256()
         for file in sorted(p for p in self.path.rglob("*") if p.is_file() and p.suffix in _HASHED_SUFFIXES):
             rel = file.relative_to(self.path).as_posix()
@@ -127,30 +131,60 @@ class ModelSpec:
         }
 
 
+# a hub repo id: one "org/name", each part letters, digits, '-', '_' or '.', not starting with '.' or '-'
+_HUB_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*/[A-Za-z0-9_][A-Za-z0-9._-]*")
+
+
 def resolve_model(value: str | None) -> ModelSpec:
-    """Turn --model into a validated ModelSpec, or raise UsageError with one readable line."""
+    """Turn --model into a validated ModelSpec, or raise UsageError with one readable line.
+
+    A value that exists relative to the invocation folder is that folder. A value that looks like a path (starts
+    with '.', '/' or '~', has more or fewer than one '/', or its first part is an existing folder, as in
+    models/mine) and does not exist is an error, never a hub request. An "org/name" is looked up in the local hub
+    cache, and downloaded only when HF_HUB_OFFLINE is not set."""
     if not value:
         return load_model_spec(default_model_path())
     path = Path(value).expanduser()
     if path.exists():
         return load_model_spec(path)
-    looks_like_hub_id = value.count("/") == 1 and not value.startswith((".", "/", "~"))
-    if looks_like_hub_id:
-        return load_model_spec(_download_from_hub(value))
-    raise UsageError(f"--model {value}: no such folder (give a sentence-transformers folder or a hub id)")
+    where = "no such folder" + ("" if path.is_absolute() else f" (relative to {Path.cwd()})")
+    first = Path(value.split("/", 1)[0]).expanduser()
+    if not _HUB_ID.fullmatch(value) or first.is_dir():
+        raise UsageError(f"--model {value}: {where}; give a sentence-transformers folder or a hub id")
+    cached = _from_hub_cache(value)
+    if cached is not None:
+        return load_model_spec(cached)
+    if _offline():
+        raise UsageError(f"--model {value}: {where}, and not in the local hub cache (HF_HUB_OFFLINE is set)")
+    return load_model_spec(_download_from_hub(value, where))
 
 
-def _download_from_hub(repo_id: str) -> Path:
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+_HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*/*.json", "*/*.safetensors"]
+
+
+def _from_hub_cache(repo_id: str) -> Path | None:
+    """The repo's snapshot in the local Hugging Face cache, without any network request; None if not there."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo_id, allow_patterns=_HUB_PATTERNS, local_files_only=True))
+    except Exception:  # noqa: BLE001  (not cached: LocalEntryNotFoundError; no huggingface_hub; unreadable cache)
+        return None
+
+
+def _download_from_hub(repo_id: str, where: str = "not a local folder") -> Path:
     """Fetch a hub model's safetensors and configs; only works where the hub is reachable."""
     try:
         from huggingface_hub import snapshot_download
 
-        folder = snapshot_download(
-            repo_id, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "*/*.json", "*/*.safetensors"]
-        )
+        folder = snapshot_download(repo_id, allow_patterns=_HUB_PATTERNS)
     except Exception as exc:  # offline, unknown repo, gated...: one line is what the user needs
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UsageError(f"--model {repo_id}: not a local folder and the hub download failed: {first_line}") from exc
+        raise UsageError(f"--model {repo_id}: {where}, and the hub download failed: {first_line}") from exc
     return Path(folder)
 
 
@@ -162,6 +196,7 @@ def load_model_spec(path: Path) -> ModelSpec:
     if not config_file.is_file():
         raise UsageError(f"--model {path}: no config.json (not a Hugging Face model folder)")
     _check_weights(path, path, "transformer")
+    _refuse_pickles_anywhere(path)
     config = _read_json(config_file)
     if config.get("auto_map") and not os.environ.get("EMBEDGATE_TRUST_REMOTE_CODE"):
         raise UsageError(
@@ -242,17 +277,34 @@ def _model_name(path: Path) -> str:
 
 
 def _check_weights(folder: Path, root: Path, what: str) -> None:
-    """Accept safetensors only: pickled weights from an untrusted folder can run code when loaded."""
+    """Accept safetensors only: pickled weights from an untrusted folder can run code when loaded. A pickle is
+    refused even beside safetensors: transformers loads pytorch_model.bin whenever no model.safetensors is there,
+    so any other *.safetensors file beside it used to let the pickle through."""
+    pickles = sorted(p.name for p in folder.iterdir() if p.is_file() and p.suffix in _PICKLE_SUFFIXES)
     safetensors = list(folder.glob("*.safetensors"))
-    if safetensors:
-        for file in safetensors:
-            if file.stat().st_size < 16:
-                raise UsageError(f"--model {root}: {file.name} of the {what} is truncated ({file.stat().st_size} bytes)")
-        return
-    pickles = [p.name for p in folder.iterdir() if p.suffix in _PICKLE_SUFFIXES]
-    if pickles:
+    if pickles and not safetensors:
         raise UsageError(
-            f"--model {root}: the {what} has only pickled weights ({', '.join(sorted(pickles))}); "
+            f"--model {root}: the {what} has only pickled weights ({', '.join(pickles)}); "
             "embedgate loads safetensors only (convert them with safetensors' convert script)"
         )
-    raise UsageError(f"--model {root}: no weights for the {what} (no *.safetensors in {folder})")
+    if pickles:
+        raise UsageError(
+            f"--model {root}: {(folder / pickles[0]).relative_to(root)} is a pickled weight file beside the {what}'s "
+            "safetensors; embedgate refuses folders holding pickles (delete it, or convert it to safetensors)"
+        )
+    for file in safetensors:
+        if file.stat().st_size < 16:
+            raise UsageError(f"--model {root}: {file.name} of the {what} is truncated ({file.stat().st_size} bytes)")
+    if not safetensors:
+        raise UsageError(f"--model {root}: no weights for the {what} (no *.safetensors in {folder})")
+
+
+def _refuse_pickles_anywhere(root: Path) -> None:
+    """A pickle in any module folder (not only the transformer's or a Dense's) is refused the same way."""
+    for file in sorted(root.rglob("*")):
+        rel = file.relative_to(root).as_posix()
+        if file.suffix in _PICKLE_SUFFIXES and file.is_file() and not (rel.startswith(".") or "/." in rel):
+            raise UsageError(
+                f"--model {root}: {rel} is a pickled weight file; embedgate refuses folders holding pickles "
+                "(delete it, or convert it to safetensors)"
+            )

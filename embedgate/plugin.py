@@ -159,53 +159,116 @@ def _make_session(config: pytest.Config, threads: int):
     from embedgate.cache import ArtifactCache, default_cache_dir
     from embedgate.model import resolve_model
     from embedgate.session import EmbedgateSession
-    from embedgate.thresholds import default_thresholds_file, load_thresholds
+    from embedgate.tasks import BUILTIN_TASKS
+    from embedgate.thresholds import Scopes, default_thresholds_file, load_thresholds
 
     registry = builtin_registry()
     config.hook.pytest_embedgate_register_backends(registry=registry)
     selected = registry.select(config.getoption("backends"))
     artifacts = dict(config.getoption("artifact"))
-    for name in artifacts:
-        registry[name]  # noqa: B018  (an unknown name is a usage error)
+    _check_artifacts(registry, selected, artifacts)
+    mteb_tasks = [t.strip() for t in config.getoption("mteb_tasks").split(",") if t.strip()]
+    # after the register hook: a [backend.NAME] may name a backend a conftest.py registers
+    scopes = Scopes(registry.names(), list(dict.fromkeys(spec.family for spec in registry)),
+                    list(BUILTIN_TASKS) + [t for t in mteb_tasks if t not in BUILTIN_TASKS])
     thresholds = load_thresholds(
         config.getoption("thresholds") or default_thresholds_file(),
-        config.getoption("threshold"), config.getoption("threshold_profile"),
+        config.getoption("threshold"), config.getoption("threshold_profile"), scopes,
     )
     baseline = config.getoption("baseline") or thresholds.baseline
     registry[baseline]  # noqa: B018
+    _check_data_dir(config.getoption("data_dir"))
+    cache_dir = config.getoption("artifact_cache") or default_cache_dir()
+    report_dir = config.getoption("report_dir") or Path(config.invocation_params.dir) / "reports"
+    _check_writable_dir(cache_dir, "--artifact-cache")
+    _check_writable_dir(report_dir, "--report-dir")
     model = resolve_model(config.getoption("model"))
     # the model is a local folder now: nothing after this point may reach for a hub
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    mteb_tasks = [t.strip() for t in config.getoption("mteb_tasks").split(",") if t.strip()]
     if mteb_tasks:
         from embedgate.tasks import preload_mteb_tasks
 
         preload_mteb_tasks(mteb_tasks, config.getoption("data_dir"))
 
-    def log(line: str) -> None:
-        reporter = config.pluginmanager.get_plugin("terminalreporter")  # not registered yet at configure time
-        if reporter is not None:
-            reporter.write_line(line)
-        else:
-            from embedgate.session import stderr_log
-
-            stderr_log(line)
-
-    cache_dir = config.getoption("artifact_cache") or default_cache_dir()
     return EmbedgateSession(
         model=model, registry=registry, selected=selected, thresholds=thresholds,
-        cache=ArtifactCache(cache_dir, log), threads=threads, strict=config.getoption("strict_backends"),
-        artifacts=artifacts, data_dir=config.getoption("data_dir"),
+        cache=ArtifactCache(cache_dir, lambda line: live_line(config, line)), threads=threads,
+        strict=config.getoption("strict_backends"), artifacts=artifacts, data_dir=config.getoption("data_dir"),
         options={
             "baseline": baseline,
             "mteb_tasks": mteb_tasks,
             "latency_buckets": config.getoption("latency_buckets"),
             "latency_batch_sizes": config.getoption("latency_batch_sizes"),
             "latency_budget": config.getoption("latency_budget"),
-            "report_dir": config.getoption("report_dir") or Path(config.invocation_params.dir) / "reports",
+            "report_dir": report_dir,
         },
     )
+
+
+def live_line(config: pytest.Config, line: str) -> None:
+    """Write a line to the terminal now, even from inside a test: pytest captures a test's output (a build's
+    "building onnx-fp32" showed only with -s), so capture is suspended around the write."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")  # not registered yet at configure time
+    if reporter is None:
+        from embedgate.session import stderr_log
+
+        stderr_log(line)
+        return
+    capman = config.pluginmanager.get_plugin("capturemanager")
+    if capman is None:
+        reporter.write_line(line)
+        return
+    with capman.global_and_fixture_disabled():
+        reporter.write_line(line)
+
+
+def _check_artifacts(registry, selected: list[str], artifacts: dict[str, Path]) -> None:
+    """--artifact NAME=PATH must name a backend of this run that takes an artifact; it used to be ignored, or
+    refused once per test."""
+    for name, path in artifacts.items():
+        spec = registry[name]  # an unknown name is a usage error that lists the known ones
+        if not spec.accepts_artifact:
+            raise UsageError(f"--artifact {name}={path}: backend {name} is built in memory and takes no artifact")
+        if name not in selected:
+            raise UsageError(
+                f"--artifact {name}={path}: {name} is not among --backends ({', '.join(selected)}); add it")
+
+
+def _check_data_dir(data_dir: Path | None) -> None:
+    """A --data-dir without a readable STS Benchmark file would silently drop the stsb-test gate and its floor;
+    a malformed file would fail that gate with a traceback after the rest of the run."""
+    if data_dir is None:
+        return
+    from embedgate.data import read_sts_csv
+
+    path = Path(data_dir) / "stsb" / "stsb-en-test.csv"
+    if not path.is_file():
+        raise UsageError(f"--data-dir {data_dir}: no {path} (the STS Benchmark task reads it; "
+                         "leave --data-dir out to run without that task)")
+    try:
+        read_sts_csv(path, header=False)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--data-dir {data_dir}: {exc}") from None
+
+
+def _check_writable_dir(path: Path, option: str) -> None:
+    """The folder, or the nearest existing folder it would be created in, takes a file: an unwritable --report-dir
+    used to crash after the whole run and lose the report. Probes without creating the folder itself."""
+    path = Path(path).expanduser().absolute()
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "is a file" if existing == path else f"cannot be created: {existing} is a file"
+        raise UsageError(f"{option} {path}: {what}; give a folder")
+    probe = existing / f".embedgate-probe-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(
+            f"{option} {path}: {existing} is not writable ({exc.strerror or exc}); give a writable folder") from None
 
 
 def get_session(config: pytest.Config):
@@ -361,6 +424,15 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     terminalreporter.section("embedgate verdicts")
     for line in terminal_lines(session):
         terminalreporter.write_line(line)
+    events = session.cache.events
+    if events:  # printed live too, but a long run's scrollback loses them; this is what the run did to the cache
+        terminalreporter.section("embedgate cache")
+        for event in events:
+            if event.kind != "reused":
+                terminalreporter.write_line(event.message)
+        reused = list(dict.fromkeys(event.backend for event in events if event.kind == "reused"))
+        if reused:
+            terminalreporter.write_line(f"embedgate: reused cached {', '.join(reused)} from {session.cache.root}")
 
 
 @pytest.hookimpl(trylast=True)
@@ -370,8 +442,19 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     egsession = session.config.stash.get(SESSION_KEY, None)
     if egsession is None or not egsession.records or getattr(session.config, "workerinput", None) is not None:
         return
-    written = write_reports(egsession, session.config)
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    try:
+        written = write_reports(egsession, session.config)
+    except EmbedgateError as exc:  # the folder was writable at the start; a full disk or a removed folder later
+        if reporter is not None:
+            reporter.write_line(f"embedgate: {exc}", red=True, bold=True)
+        else:
+            from embedgate.session import stderr_log
+
+            stderr_log(f"embedgate: {exc}")
+        if session.exitstatus == pytest.ExitCode.OK:  # gates that passed are no verdict without their report
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        return
     if reporter is not None and written:
         reporter.write_line(f"embedgate: report written to {written}")
 

@@ -120,6 +120,7 @@ def build_report(session, config=None) -> dict[str, Any]:
             "partial": len(ran_families) < len(FAMILIES),
             "thresholds_file": session.thresholds.source, "threshold_profile": session.thresholds.profile,
             "data_dir": str(session.data_dir) if session.data_dir else None,
+            "tasks_not_run": tasks_not_run(session),
         },
         "model": session.model.describe(),
         "machine": environment_info(session.threads),
@@ -127,12 +128,24 @@ def build_report(session, config=None) -> dict[str, Any]:
         "roofline": _roofline(session),
         "recommendation": recommend(summaries),
         "tests": [r.as_dict() for r in records],
+        "cache_events": [event.as_dict() for event in session.cache.events],
     }
 
 
 def _roofline(session) -> dict[str, Any] | None:
     peak = session.memo.get("roofline_peak")
     return peak.as_dict() if peak is not None else None
+
+
+def tasks_not_run(session) -> dict[str, str]:
+    """Built-in tasks this run could not gate, and why: without --data-dir the STS Benchmark gate and its floor
+    drop out, which the report must say rather than leave to be noticed missing."""
+    if session.data_dir is not None:
+        return {}
+    floors = sorted({session.thresholds_for(name)["quality"]["floors"].get("stsb-test") for name in session.selected}
+                    - {None})
+    floor = f" (its floor {', '.join(f'{f:g}' for f in floors)} not gated)" if floors else ""
+    return {"stsb-test": f"STS Benchmark not run: no --data-dir{floor}"}
 
 
 def _metadata(loaded) -> dict[str, Any] | None:
@@ -173,6 +186,8 @@ def terminal_lines(session) -> list[str]:
     lines.append(_recommendation_line(report))
     if report["run"]["partial"]:
         lines.append(f"partial run: not measured: {', '.join(report['run']['families_not_run'])}")
+    if "quality" in report["run"]["families_run"]:
+        lines += list(report["run"].get("tasks_not_run", {}).values())
     return lines
 
 
@@ -198,6 +213,8 @@ def render_markdown(report: dict[str, Any]) -> str:
                    f"`{rejected['gate']}`: {rejected['reason']}")
     if run["partial"]:
         out += ["", f"> Partial run: {', '.join(run['families_not_run'])} gates were not run; the recommendation covers only what ran."]
+    if run.get("tasks_not_run") and "quality" in run["families_run"]:
+        out += [""] + [f"> {reason}." for reason in run["tasks_not_run"].values()]
     out += ["", "## Backends", "",
             "| backend | verdict | speedup (geo-mean) | quality kept (worst task) | size MB | peak RSS MB | load s | build s | gates pass/fail/error/skip |",
             "|---|---|---|---|---|---|---|---|---|"]
@@ -213,7 +230,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     if failed:
         out += ["", "## Failed gates", "", "| backend | gate | why |", "|---|---|---|"]
         out += [f"| `{name}` | `{g['gate']}` | {g['message'].replace('|', '/')} |" for name, g in failed]
-    out += _latency_section(report) + _quality_section(report) + _fidelity_section(report)
+    out += _latency_section(report) + _quality_section(report) + _fidelity_section(report) + _cache_section(report)
     out += ["", f"_Thresholds: `{run['thresholds_file']}`{' profile ' + run['threshold_profile'] if run['threshold_profile'] else ''}. "
             f"Library versions and the full gate list are in report.json._", ""]
     return "\n".join(out)
@@ -281,6 +298,17 @@ def _fidelity_section(report) -> list[str]:
     return out
 
 
+def _cache_section(report) -> list[str]:
+    events = report.get("cache_events") or []
+    if not events:
+        return []
+    out = ["", "## Artifact cache", "", "| backend | event | seconds | detail |", "|---|---|---|---|"]
+    for e in events:
+        detail = e["message"].removeprefix("embedgate: ").replace("|", "/")
+        out.append(f"| `{e['backend']}` | {e['kind']} | {_x(e['seconds'], 1)} | {detail} |")
+    return out
+
+
 def render_pareto(report: dict[str, Any], path: Path) -> bool:
     """Speedup (log x) against worst-task quality retention, one labelled point per backend; failures marked."""
     points = [(name, b["summary"]) for name, b in report["backends"].items()
@@ -320,11 +348,18 @@ def render_pareto(report: dict[str, Any], path: Path) -> bool:
 
 
 def write_reports(session, config) -> Path | None:
+    """Write report.json, report.md and pareto.png; a folder that cannot take them is one EmbedgateError line."""
+    from embedgate import EmbedgateError
+
     folder = Path(session.options["report_dir"])
-    folder.mkdir(parents=True, exist_ok=True)
-    report = session.memo["report"] = build_report(session, config)
-    _atomic_write(folder / "report.json", json.dumps(report, indent=2, default=str))
-    _atomic_write(folder / "report.md", render_markdown(report))
+    report = session.memo["report"] = build_report(session, config)  # the terminal summary shows it either way
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        _atomic_write(folder / "report.json", json.dumps(report, indent=2, default=str))
+        _atomic_write(folder / "report.md", render_markdown(report))
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        raise EmbedgateError(f"report NOT written to {folder}: {where}{exc.strerror or exc}") from exc
     tmp = folder / ".pareto.tmp.png"
     try:
         render_pareto(report, tmp)

@@ -2,14 +2,18 @@
 
 Layers, later wins: [defaults] < [family.NAME] < [backend.NAME] < the selected [profile.NAME]'s own layers
 < --threshold overrides. A numeric threshold set to "off" is not gated (its value is still measured and
-reported). Unknown keys and bad values are usage errors that name the key.
+reported). Unknown keys and bad values are usage errors that name the key, and so are scopes that match nothing:
+a [backend.NAME] that is not a registered backend, a [family.NAME] no backend has, a quality.floors.TASK that is
+not a task of the run (a misspelled one would otherwise be accepted and gate nothing).
 """
 
 from __future__ import annotations
 
 import copy
+import difflib
 import math
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +58,15 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
 }
 TOP_LEVEL = {"baseline", "defaults", "family", "backend", "profile"}
+
+
+@dataclass(frozen=True)
+class Scopes:
+    """The names a thresholds layer may refer to: registered backends, their families, the run's tasks."""
+
+    backends: Sequence[str]
+    families: Sequence[str]
+    tasks: Sequence[str]
 
 
 def default_thresholds_file() -> Path:
@@ -104,7 +117,10 @@ class Thresholds:
         return copy.deepcopy(self._data)
 
 
-def load_thresholds(path: Path, overrides: list[str] = (), profile: str | None = None) -> Thresholds:
+def load_thresholds(path: Path, overrides: list[str] = (), profile: str | None = None,
+                    scopes: Scopes | None = None) -> Thresholds:
+    """Read, validate and layer the file and its overrides; with `scopes`, every backend, family and task name in
+    them must be one of those (call it after the backend registry is complete)."""
     try:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -112,9 +128,13 @@ def load_thresholds(path: Path, overrides: list[str] = (), profile: str | None =
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path}: not valid TOML ({exc})") from None
     _validate_root(data, str(path))
+    if scopes is not None:
+        _validate_scopes(data, str(path), scopes)
     for override in overrides:  # the file was valid, so a new error names the override that caused it
         _apply_override(data, override)
         _validate_root(data, f"--threshold {override}")
+        if scopes is not None:
+            _validate_scopes(data, f"--threshold {override}", scopes)
     if profile is not None and profile not in data.get("profile", {}):
         known = ", ".join(data.get("profile", {})) or "none"
         raise UsageError(f"--threshold-profile {profile}: no [profile.{profile}] in {path}; profiles: {known}")
@@ -139,6 +159,32 @@ def _validate_root(data: dict, where: str, *, in_profile: bool = False) -> None:
             for name, profile in value.items():
                 _require_table(profile, f"{where} [profile.{name}]")
                 _validate_root(profile, f"{where} [profile.{name}]", in_profile=True)
+
+
+def _validate_scopes(data: dict, where: str, scopes: Scopes, prefix: str = "") -> None:
+    """Every [backend.NAME], [family.NAME] and quality.floors.TASK must name something this run has."""
+    kinds = {"backend": ("backend", scopes.backends), "family": ("backend family", scopes.families)}
+    for key, (what, known) in kinds.items():
+        for name, layer in data.get(key, {}).items():
+            if name not in known:
+                raise UsageError(f"{where}: unknown {what} '{name}' in [{prefix}{key}.{name}]"
+                                 f"{_did_you_mean(name, known)}; known: {', '.join(known)}")
+            _validate_floors(layer, f"{where}", f"{prefix}{key}.{name}", scopes)
+    _validate_floors(data.get("defaults", {}), where, f"{prefix}defaults", scopes)
+    for name, profile in data.get("profile", {}).items():
+        _validate_scopes(profile, where, scopes, f"{prefix}profile.{name}.")
+
+
+def _validate_floors(layer: dict, where: str, scope: str, scopes: Scopes) -> None:
+    for task in layer.get("quality", {}).get("floors", {}):
+        if task not in scopes.tasks:
+            raise UsageError(f"{where}: unknown task '{task}' in {scope}.quality.floors"
+                             f"{_did_you_mean(task, scopes.tasks)}; known tasks: {', '.join(scopes.tasks)}")
+
+
+def _did_you_mean(name: str, known: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name.replace("_", "-"), list(known), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def _require_table(value: Any, where: str) -> None:
