@@ -86,8 +86,8 @@ def bucket_texts(model, case: LatencyCase, count: int) -> tuple[list[str], float
 QUIET_BUSY_FRACTION = 0.2  # process CPU time per wall second under which the other runtime is taken as gone
 QUIET_PROBE_SECONDS = 0.01
 QUIET_MAX_SECONDS = 2.0
-MIN_CALLS, MAX_CALLS = 3, 60  # timed calls per side
-MAX_BLOCKS = 6
+MIN_CALLS, MAX_CALLS = 3, 100  # timed calls per side
+MIN_BLOCKS, MAX_BLOCKS = 3, 20
 
 
 def wait_for_quiet_cpu(max_seconds: float = QUIET_MAX_SECONDS) -> tuple[float, bool]:
@@ -126,7 +126,9 @@ class BlockPlan:
         `side_seconds`). Short calls get two warm-up calls: one wakes sleeping pool threads, the second finds them
         awake; a call over a second amortises a slow wake-up by itself."""
         calls = max(MIN_CALLS, min(MAX_CALLS, int(budget / max(pair_seconds, 1e-6))))
-        blocks = min(calls, 3 if calls < 24 else MAX_BLOCKS)
+        # many short blocks rather than a few long ones: the machine drifts between blocks (see speedup()); twins
+        # of the baseline on the tiny model, 8 runs each: 6 blocks of 10 0.91-1.09x, 20 blocks of 5 0.96-1.08x
+        blocks = max(min(calls, MIN_BLOCKS), min(MAX_BLOCKS, calls // 5))
         warmup = 0 if side_seconds > 1.0 else 1 if side_seconds > 0.02 else 2
         return cls(blocks, calls // blocks, warmup)
 
@@ -184,6 +186,18 @@ class BlockTimer:
             self._block_of(self.run_backend, None)
         self._round += 1
         return (self._batch(),), {}
+
+    def speedup(self, backend_times: list[float]) -> float:
+        """The median, over block pairs, of baseline block median / backend block median. Each pair ran within a
+        fraction of a second, so the machine's slow drifts cancel within it; on the tiny model per-call times
+        switched between ~1.6 and ~3.1 ms regimes every few seconds, and a ratio of whole-run medians then swung
+        0.91-1.09x for twins, depending on which side had more calls in the slow regime."""
+        import statistics
+
+        calls = self.plan.calls
+        ratios = [statistics.median(self.baseline_times[i:i + calls]) / statistics.median(backend_times[i:i + calls])
+                  for i in range(0, min(len(backend_times), len(self.baseline_times)), calls)]
+        return statistics.median(ratios)
 
     def details(self) -> dict:
         return {

@@ -200,6 +200,16 @@ class SlowedByEnvironment(Wrapped):
         return super().encode(texts, role=role, batch_size=batch_size)
 
 
+class Twin(Wrapped):
+    """A second, independent copy of the reference with everything the harness times: the baseline's twin, which
+    must measure a speedup of 1."""
+
+    def __init__(self, name: str, ctx: BuildContext):
+        super().__init__(name, ctx)
+        self.model = self.inner.model
+        self.embed_prompted = self.inner.embed_prompted
+
+
 def _burn_cpu(seconds: float) -> None:
     """Burn one core for `seconds` without holding the GIL (hashlib releases it for large inputs)."""
     import hashlib
@@ -241,6 +251,7 @@ BROKEN.update({
     "noisy": Noisy, "retention-90": Retention90, "slight-noise": SlightNoise, "cls-pooling": OtherPooling,
     "no-prompt": DroppedPrompt, "no-last-dense": DroppedLastDense, "plain": Wrapped, "slow-3x": SlowedDown,
     "cached": Cached, "regresses": SlowedByEnvironment, "spinner": LeavesThreadsSpinning,
+    "twin": Twin,
 })
 
 

@@ -29,15 +29,17 @@ def test_speedup_gates(suite, tiny_model):
 def test_speedups_compare_each_runtime_in_its_steady_state(suite, tiny_model):
     """A backend identical to the baseline measures 1.0 +- 10%, and one that leaves a core burning after every
     call gains nothing from it. Timing one baseline call right after each backend call (embedgate's harness
-    before block timing) credited the burner with the baseline's slowdown."""
-    suite.run(f"--model={tiny_model}", "--backends=plain,spinner", *LATENCY_RUN, "--latency-buckets=query",
-              "--latency-budget=1")
+    before block timing) credited the burner with the baseline's slowdown. One thread: with two, the tiny model's
+    calls on this 2-core VM switch between ~1.6 and ~3.1 ms regimes, noise that is the machine's, not the method's
+    (twins measured 0.95 +- 0.005x in three runs with one thread, 0.91-1.00x with two)."""
+    suite.run(f"--model={tiny_model}", "--backends=twin,spinner", *LATENCY_RUN, "--latency-buckets=query",
+              "--latency-budget=1", "--threads=1")
     tests = {(t["backend"], t["gate"]): t for t in suite.report()["tests"]}
     gate = "latency/latency[b1-query]"
-    plain = tests[("plain", gate)]
-    speedup = plain["measurements"][0]["value"]
-    assert 0.9 <= speedup <= 1.1, f"the baseline's own twin must measure 1.0 +- 10%: {speedup:.3f} ({plain['details']})"
-    assert plain["details"]["timing"] == "blocks" and plain["details"]["blocks"] >= 3, plain["details"]
+    twin = tests[("twin", gate)]
+    speedup = twin["measurements"][0]["value"]
+    assert 0.9 <= speedup <= 1.1, f"the baseline's own twin must measure 1.0 +- 10%: {speedup:.3f} ({twin['details']})"
+    assert twin["details"]["timing"] == "blocks" and twin["details"]["blocks"] >= 3, twin["details"]
     spinner = tests[("spinner", gate)]
     gained = spinner["measurements"][0]["value"]
     assert gained <= 1.1, f"CPU left burning after each call must not look faster than the baseline: {gained:.3f}"

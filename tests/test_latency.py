@@ -3,7 +3,8 @@
 The baseline (torch-int8 by default, the report's) is timed in the same test, each runtime in its own steady
 state as a server would run it: blocks of back-to-back calls of one side, then of the other, each block after a
 quiet CPU and a warm-up (embedgate.latency.BlockTimer). Blocks alternate, so machine drift hits both sides
-alike. Speedup = baseline median / backend median. Calls are fitted to --latency-budget.
+alike. Speedup = the median over block pairs of baseline / backend block medians (BlockTimer.speedup). Calls
+are fitted to --latency-budget.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def test_latency(backend, baseline, latency_case, egsession, thresholds, gate, b
 
     median = benchmark.stats.stats.median
     baseline_median = median if is_baseline else statistics.median(timer.baseline_times)
-    speedup = baseline_median / median
+    speedup = 1.0 if is_baseline else timer.speedup(list(benchmark.stats.stats.data))
     # the CPU's peak, measured once per run between two latency cases (nothing else runs then)
     peak = egsession.memoize("roofline_peak", lambda: measure_peak(egsession.threads))
     shapes = egsession.memoize("roofline_shapes", lambda: Shapes.of(egsession.model))
