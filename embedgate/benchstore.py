@@ -12,7 +12,8 @@ and turns ``--benchmark-compare`` with no saved run in that folder into a usage 
 and the command that saves a baseline. ``--shared-benchmark-storage`` opts out (pytest-benchmark's own layout).
 Only file storage is touched; an ``elasticsearch+`` URI is left alone.
 
-``python -m embedgate.benchstore slug|folder|runs`` prints the same names for scripts and CI cache keys.
+``python -m embedgate.benchstore slug|folder|runs`` prints the same names for scripts and CI cache keys (``slug``
+needs only the standard library: ``PYTHONPATH=. python3 -m embedgate.benchstore slug --threads=2`` before install).
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pytest
+if TYPE_CHECKING:  # pytest is imported where it is used: `python -m embedgate.benchstore slug` needs the stdlib only
+    import pytest
 
 FILE_SCHEME = "file://"
 DEFAULT_STORAGE = "file://./.benchmarks"  # pytest-benchmark's default --benchmark-storage
@@ -92,6 +95,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     """After embedgate's own configure (tryfirst: threads known), before pytest-benchmark's (trylast: storage opened)."""
+    import pytest
+
     if not config.getini("embedgate") or config.getoption("shared_benchmark_storage"):
         return
     if config.pluginmanager.get_plugin("benchmark") is None or not hasattr(config.option, "benchmark_storage"):
