@@ -94,7 +94,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """After embedgate's own configure (tryfirst: threads known), before pytest-benchmark's (trylast: storage opened)."""
+    """After embedgate's configure (tryfirst: threads known), before pytest-benchmark's (trylast: opens storage)."""
     import pytest
 
     if not config.getini("embedgate") or config.getoption("shared_benchmark_storage"):
@@ -132,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="slug: <cpu-model>-t<threads>; folder: this machine's storage folder; "
                              "runs: its saved runs, one a line (exit 1 when there is none)")
     parser.add_argument("--threads", type=int, default=None, help="thread budget (default: the usable CPUs)")
-    parser.add_argument("--storage", default="reports/benchmarks", help="--benchmark-storage (default: reports/benchmarks)")
+    parser.add_argument("--storage", default="reports/benchmarks",
+                        help="--benchmark-storage (default: reports/benchmarks)")
     args = parser.parse_args(argv)
     if args.what == "slug":
         print(machine_slug(args.threads))
