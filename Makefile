@@ -17,14 +17,28 @@ LLAMA_CPP_VERSION := 0.3.36
 # explicit -mno-* flags win over -march=native. pip's wheel cache ignores CMAKE_ARGS, so the wheel is kept apart,
 # in a folder named by the flags.
 LLAMA_CFLAGS := $(if $(filter x86_64,$(shell uname -m)),-mno-amx-tile -mno-amx-int8 -mno-amx-bf16)
-WHEELHOUSE ?= $(HOME)/.cache/embedgate/wheels/llama-cpp-python-$(LLAMA_CPP_VERSION)-$(shell echo '$(LLAMA_CFLAGS)' | md5sum | cut -c1-8)
+# LLAMA_PORTABLE=1 (GitHub's hosted runners): no -march=native but an explicit AVX2/FMA/F16C baseline, so a wheel
+# restored from a cache runs on whichever x86-64 CPU the next runner has (AMD or Intel, AVX-512 or not)
+LLAMA_PORTABLE ?=
+LLAMA_CMAKE_PORTABLE := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF
+LLAMA_BUILD := $(LLAMA_CFLAGS)$(if $(LLAMA_PORTABLE), $(LLAMA_CMAKE_PORTABLE))
+WHEEL_DIR ?= $(HOME)/.cache/embedgate/wheels
+WHEELHOUSE ?= $(WHEEL_DIR)/llama-cpp-python-$(LLAMA_CPP_VERSION)-$(shell echo '$(LLAMA_BUILD)' | md5sum | cut -c1-8)
+# torch's index: empty here (this machine's pip finds the CPU build); GitHub's runners set the CPU-only index,
+# e.g. TORCH_INDEX=https://download.pytorch.org/whl/cpu, or PyPI's torch brings ~2.8 GB of CUDA wheels
+TORCH_INDEX ?=
+# `make lint-workflows`: the linters live in a venv of their own (no torch needed), pinned in .github/
+LINT_VENV ?= $(VENV)/lint
+LINT_STAMP := $(LINT_VENV)/.installed
+WORKFLOWS ?= $(wildcard .github/workflows/*.yml)
+DEPENDABOT ?= $(wildcard .github/dependabot.yml)
 
 ACCEPTANCE = $(PY) -m pytest --backends=all --strict-backends \
 	$(if $(DATA_DIR),--data-dir=$(DATA_DIR)) $(if $(MODEL),--model=$(MODEL)) \
 	--report-dir=$(REPORT_DIR) --junitxml=$(REPORT_DIR)/junit.xml \
 	--benchmark-autosave --benchmark-storage=$(REPORT_DIR)/benchmarks $(PYTEST_ARGS)
 
-.PHONY: install acceptance selftest verdicts ci clean
+.PHONY: install acceptance selftest verdicts lint-workflows ci clean
 
 install: $(STAMP)
 
@@ -32,11 +46,11 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first and alone: 2.13.0's CPU build (a looser spec can pull a multi-GB CUDA build)
-	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) torch==2.13.0
 	# llama-cpp-python has no wheel here: built from source once (~5 min on 2 cores), kept in $(WHEELHOUSE)
 	@if ! ls $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl >/dev/null 2>&1; then \
 	  rm -rf $(WHEELHOUSE).tmp && \
-	  CMAKE_ARGS='-DCMAKE_C_FLAGS="$(LLAMA_CFLAGS)" -DCMAKE_CXX_FLAGS="$(LLAMA_CFLAGS)"' \
+	  CMAKE_ARGS='-DCMAKE_C_FLAGS="$(LLAMA_CFLAGS)" -DCMAKE_CXX_FLAGS="$(LLAMA_CFLAGS)"$(if $(LLAMA_PORTABLE), $(LLAMA_CMAKE_PORTABLE))' \
 	    $(PY) -m pip wheel --quiet --no-deps --no-cache-dir -w $(WHEELHOUSE).tmp llama-cpp-python==$(LLAMA_CPP_VERSION) && \
 	  rm -rf $(WHEELHOUSE) && mv $(WHEELHOUSE).tmp $(WHEELHOUSE); fi
 	$(PY) -m pip install --quiet --no-deps --force-reinstall $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl
@@ -56,6 +70,18 @@ selftest: install
 verdicts:
 	$(PY) -m embedgate.verdicts $(REPORT_DIR)/report.json $(EXPECTED) --pytest-exit-code=$$(cat $(REPORT_DIR)/pytest-exit-code) \
 		$(if $(DATA_DIR),,--optional='quality/task_quality[[]stsb-test]') $(VERDICT_ARGS)
+
+# the GitHub workflows against GitHub's workflow schema (vendored in check-jsonschema: offline) and zizmor's
+# offline audits (pinned actions, permissions, credentials, injection); any error or finding fails
+lint-workflows: $(LINT_STAMP)
+	$(LINT_VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows $(WORKFLOWS)
+	$(if $(DEPENDABOT),$(LINT_VENV)/bin/check-jsonschema --builtin-schema vendor.dependabot $(DEPENDABOT))
+	$(LINT_VENV)/bin/zizmor --offline --no-progress $(WORKFLOWS) $(DEPENDABOT)
+
+$(LINT_STAMP): .github/lint-requirements.txt
+	$(PYTHON) -m venv $(LINT_VENV)
+	$(LINT_VENV)/bin/pip install --quiet -r .github/lint-requirements.txt
+	touch $@
 
 clean:
 	rm -rf $(VENV) $(REPORT_DIR) .pytest_cache

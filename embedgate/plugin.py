@@ -477,3 +477,10 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         f"embedgate: backends {', '.join(session.selected)}; baseline {session.baseline}; "
         f"thresholds {session.thresholds.source}; cache {session.cache.root}",
     ]
+
+
+# ---------------------------------------------------------------- benchmark storage per CPU model and thread count
+
+# embedgate/benchstore.py: files pytest-benchmark's saved runs under <--benchmark-storage>/<cpu-model>-t<threads>/
+# and makes --benchmark-compare with no saved run for this machine a usage error (its own hooks, registered here)
+pytest_plugins = ["embedgate.benchstore"]
