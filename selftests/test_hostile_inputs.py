@@ -235,7 +235,7 @@ def test_corrupt_cache_is_reported_without_s(suite, tiny_model, tmp_path, monkey
      ("unknown task 'stsb_tset' in defaults.quality.floors (did you mean 'stsb-test'?); "
       "known tasks: fixture-sts, fixture-retrieval, stsb-test")),
     ("family.ggfu.contract.batch_min_cosine=0.99",
-     "unknown backend family 'ggfu' in [family.ggfu] (did you mean 'gguf'?); known: torch, onnx, gguf, model2vec"),
+     "unknown backend family 'ggfu' in [family.ggfu] (did you mean 'gguf'?); known: torch, onnx, openvino, gguf, model2vec"),
 ], ids=["backend", "floor-task", "family"])
 def test_threshold_scope_that_matches_nothing(suite, tiny_model, override, message):
     line = usage_error(suite.run(f"--model={tiny_model}", "--backends=torch-fp32", f"--threshold={override}"))

@@ -19,7 +19,8 @@ def build_context(tiny_model, artifact_cache):
     return BuildContext(resolve_model(str(tiny_model)), ArtifactCache(artifact_cache), threads=2)
 
 
-@pytest.mark.parametrize("name", ["torch-fp32", "torch-int8", "onnx-fp32", "onnx-int8", "gguf-f16", "model2vec"])
+@pytest.mark.parametrize("name", ["torch-fp32", "torch-int8", "onnx-fp32", "onnx-int8", "onnx-q8w", "onnx-q4w", "openvino-fp32",
+                                  "openvino-int8", "gguf-f16", "gguf-q8_0", "gguf-q4_k_m", "model2vec"])
 def test_timed_call_is_the_runtime_call(build_context, name):
     from backends import builtin_registry
 
