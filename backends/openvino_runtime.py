@@ -108,7 +108,9 @@ class OpenVinoBackend(BaseBackend):
         columns = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
         feed = {name: np.array([getattr(e, columns[name]) for e in encodings], dtype=np.int64)
                 for name in self.input_names}
-        return self.request.infer(feed)[self.output].copy()
+        # share_inputs: the arrays are built for this call; the overhead self-test caught a copying `infer` (+96 us
+        # of a 355 us call on the tiny model) against the compiled model's own call
+        return self.request.infer(feed, share_inputs=True)[self.output]
 
     def runtime_call(self, prompted: list[str]) -> object:
         encoded = self.tokenizer(prompted, padding=True, truncation=True, max_length=self.max_tokens,
