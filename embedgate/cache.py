@@ -171,9 +171,15 @@ class ArtifactCache:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                fh.seek(0)
-                holder = fh.read().strip() or "another process"
                 start = time.perf_counter()
+                holder = ""
+                # the holder writes its pid just after taking the lock: give it that moment before naming it
+                while not holder and time.perf_counter() - start < 0.5:
+                    fh.seek(0)
+                    holder = fh.read().strip()
+                    if not holder:
+                        time.sleep(0.01)
+                holder = holder or "another process"
                 self.log(f"embedgate: waiting for {holder} building the same {backend} artifact ({fh.name})")
                 fcntl.flock(fh, fcntl.LOCK_EX)
                 waited = time.perf_counter() - start
@@ -186,6 +192,9 @@ class ArtifactCache:
             try:
                 yield
             finally:
+                fh.seek(0)
+                fh.truncate()  # no stale pid for the next waiter to name
+                fh.flush()
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     def _remove_stale(self, backend: str, folder: Path) -> None:
