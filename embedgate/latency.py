@@ -7,6 +7,7 @@ that caches vectors gains nothing from it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -107,30 +108,46 @@ def wait_for_quiet_cpu(max_seconds: float = QUIET_MAX_SECONDS) -> tuple[float, b
             return waited, False
 
 
+WARMUP_SECONDS = 0.02  # of untimed calls before each block of a side whose calls are short
+
+
+def warmup_calls(call_seconds: float) -> int:
+    """Untimed calls that bring a runtime back to its steady state after the quiet wait. Measured on
+    all-MiniLM-L6-v2 (EPYC, 2 threads, one short text; ms per call, back to back / after the wait and N warm-up
+    calls): torch-int8 5.18 / 5.05 (N=0) 4.94 (1) 5.01 (2); onnx-int8 1.50 / 2.04 (0) 2.18 (1) 1.74 (2) 1.54 (5)
+    1.58 (10); openvino-int8 1.64 / 1.82 (0) 1.77 (2) 1.51 (5). So: short calls until ~20 ms of work (at least
+    two), one call up to a second, none beyond (a call that long amortises a slow wake-up by itself)."""
+    if call_seconds > 1.0:
+        return 0
+    if call_seconds > WARMUP_SECONDS:
+        return 1
+    return max(2, min(20, math.ceil(WARMUP_SECONDS / max(call_seconds, 1e-6))))
+
+
 @dataclass(frozen=True)
 class BlockPlan:
     """How one latency case is timed: `blocks` blocks per side, `calls` timed calls per block, each block after a
-    quiet CPU and `warmup` untimed calls of the same side."""
+    quiet CPU and `warmup` (backend) or `baseline_warmup` untimed calls of the same side."""
 
     blocks: int
     calls: int
     warmup: int
+    baseline_warmup: int = 0
 
     @property
     def timed_calls(self) -> int:
         return self.blocks * self.calls
 
     @classmethod
-    def fit(cls, pair_seconds: float, side_seconds: float, budget: float) -> BlockPlan:
-        """Fit timed calls into `budget` from one call of each side (`pair_seconds`, the slower side's call
-        `side_seconds`). Short calls get two warm-up calls: one wakes sleeping pool threads, the second finds them
-        awake; a call over a second amortises a slow wake-up by itself."""
+    def fit(cls, backend_seconds: float, baseline_seconds: float, budget: float) -> BlockPlan:
+        """Fit timed calls into `budget` from one call of each side (baseline_seconds 0 when there is none)."""
+        pair_seconds = backend_seconds + baseline_seconds
         calls = max(MIN_CALLS, min(MAX_CALLS, int(budget / max(pair_seconds, 1e-6))))
         # many short blocks rather than a few long ones: the machine drifts between blocks (see speedup()); twins
         # of the baseline on the tiny model, 8 runs each: 6 blocks of 10 0.91-1.09x, 20 blocks of 5 0.96-1.08x
         blocks = max(min(calls, MIN_BLOCKS), min(MAX_BLOCKS, calls // 5))
-        warmup = 0 if side_seconds > 1.0 else 1 if side_seconds > 0.02 else 2
-        return cls(blocks, calls // blocks, warmup)
+        return cls(blocks, calls // blocks, warmup_calls(backend_seconds),
+                   warmup_calls(baseline_seconds) if baseline_seconds else 0)
 
 
 class BlockTimer:
@@ -163,10 +180,10 @@ class BlockTimer:
         self.quiet_waits.append(waited)
         self.not_quiet += not quiet
 
-    def _block_of(self, run, timed: list[float] | None) -> None:
+    def _block_of(self, run, timed: list[float] | None, warmup: int) -> None:
         import time
 
-        for _ in range(self.plan.warmup):
+        for _ in range(warmup):
             run(self._batch())
         if timed is None:
             return
@@ -181,9 +198,9 @@ class BlockTimer:
         if self._round % self.plan.calls == 0:
             if self.run_baseline is not None:
                 self._settle()
-                self._block_of(self.run_baseline, self.baseline_times)
+                self._block_of(self.run_baseline, self.baseline_times, self.plan.baseline_warmup)
             self._settle()
-            self._block_of(self.run_backend, None)
+            self._block_of(self.run_backend, None, self.plan.warmup)
         self._round += 1
         return (self._batch(),), {}
 
@@ -202,7 +219,7 @@ class BlockTimer:
     def details(self) -> dict:
         return {
             "timing": "blocks", "blocks": self.plan.blocks, "calls_per_block": self.plan.calls,
-            "warmup_calls": self.plan.warmup, "quiet_wait_s": round(sum(self.quiet_waits), 3),
+            "warmup_calls": self.plan.warmup, "baseline_warmup_calls": self.plan.baseline_warmup, "quiet_wait_s": round(sum(self.quiet_waits), 3),
             "not_quiet_blocks": self.not_quiet,
         }
 
