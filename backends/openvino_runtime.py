@@ -81,13 +81,16 @@ class OpenVinoBackend(BaseBackend):
             model = core.read_model(str(model_file))
             self.compiled = core.compile_model(model, "CPU", config)
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses of its own for bad files
-            raise EmbedgateError(f"{model_file}: not a loadable OpenVINO model ({str(exc).splitlines()[0][:200]})") from exc
+            first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            raise EmbedgateError(f"{model_file}: not a loadable OpenVINO model ({first})") from exc
         self.request = self.compiled.create_infer_request()
-        self.tokenizer = AutoTokenizer.from_pretrained(str(ctx.model.path), local_files_only=True, trust_remote_code=False)
+        self.tokenizer = AutoTokenizer.from_pretrained(str(ctx.model.path), local_files_only=True,
+                                                       trust_remote_code=False)
         self.input_names = [port.get_any_name() for port in self.compiled.inputs]
         expected = input_names(self.tokenizer)
         if sorted(self.input_names) != sorted(expected):
-            raise EmbedgateError(f"{model_file}: graph inputs {self.input_names} do not match the tokenizer's {expected}")
+            raise EmbedgateError(
+                f"{model_file}: graph inputs {self.input_names} do not match the tokenizer's {expected}")
         outputs = [port.get_any_name() for port in self.compiled.outputs]
         self.output = self.compiled.output(OUTPUT_NAME if OUTPUT_NAME in outputs else 0)
         dimension = int(self.output.get_partial_shape()[-1].get_length())
@@ -122,7 +125,8 @@ def _load(name: str, ctx: BuildContext, int8: bool) -> OpenVinoBackend:
     if ctx.artifact is not None:
         path = ctx.artifact / "model.xml" if ctx.artifact.is_dir() else ctx.artifact
         if not path.is_file() or path.suffix != ".xml" or not path.with_suffix(".bin").is_file():
-            raise EmbedgateError(f"--artifact {name}={ctx.artifact}: expected an OpenVINO IR (model.xml beside model.bin)")
+            raise EmbedgateError(
+                f"--artifact {name}={ctx.artifact}: expected an OpenVINO IR (model.xml beside model.bin)")
         size = path.stat().st_size + path.with_suffix(".bin").stat().st_size
         metadata = BackendMetadata(str(path), size, 0.0, source="user artifact")
     else:

@@ -219,7 +219,8 @@ class BlockTimer:
     def details(self) -> dict:
         return {
             "timing": "blocks", "blocks": self.plan.blocks, "calls_per_block": self.plan.calls,
-            "warmup_calls": self.plan.warmup, "baseline_warmup_calls": self.plan.baseline_warmup, "quiet_wait_s": round(sum(self.quiet_waits), 3),
+            "warmup_calls": self.plan.warmup, "baseline_warmup_calls": self.plan.baseline_warmup,
+            "quiet_wait_s": round(sum(self.quiet_waits), 3),
             "not_quiet_blocks": self.not_quiet,
         }
 

@@ -81,9 +81,9 @@ def test_latency(backend, baseline, latency_case, egsession, thresholds, gate, b
     speedup = 1.0 if is_baseline else timer.speedup(list(benchmark.stats.stats.data))
     # the CPU's peak, measured once per run between two latency cases (nothing else runs then)
     peak = egsession.memoize("roofline_peak", lambda: measure_peak(egsession.threads))
-    shapes = egsession.memoize("roofline_shapes", lambda: Shapes.of(egsession.model))
+    shapes = egsession.memoize("roofline_shapes", lambda: Shapes.of(egsession.model))  # None: shapes unknown
     compute = egsession.registry[backend.name].compute
-    roofline = roofline_cell(shapes, peak, compute, tokens, case.batch_size, median) if compute else {}
+    roofline = roofline_cell(shapes, peak, compute, tokens, case.batch_size, median) if compute and shapes else {}
     cell = {
         "bucket": case.bucket, "batch_size": case.batch_size, "tokens_per_text": round(tokens, 1),
         "median_s": median, "iqr_s": benchmark.stats.stats.iqr, "rounds": plan.timed_calls,
@@ -101,8 +101,8 @@ def test_latency(backend, baseline, latency_case, egsession, thresholds, gate, b
     if is_baseline:
         pytest.skip(f"{backend.name} is the baseline: speedup 1 by definition (median {1000 * median:.1f} ms)")
     gate.measure("speedup", speedup, latency.get("min_speedup"), unit="x",
-                 what=f"vs {baseline.name}: {1000 * median / case.batch_size:.2f} ms vs "
-                      f"{1000 * baseline_median / case.batch_size:.2f} ms per text")
+                 what=f"vs {baseline.name}, median of {plan.blocks} block pairs: {1000 * median / case.batch_size:.2f} "
+                      f"ms vs {1000 * baseline_median / case.batch_size:.2f} ms per text over the test")
     if latency.get("implausible_speedup") is not None and speedup > latency["implausible_speedup"]:
         gate.measure("plausible-speedup", speedup, latency["implausible_speedup"], op="<=", unit="x",
                      what="faster than a real computation could be: cached or skipped work?")
