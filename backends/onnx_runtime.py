@@ -186,6 +186,26 @@ def build_nbits(ctx: BuildContext, bits: int) -> tuple[CachedArtifact, float]:
     return built, fp32.build_seconds
 
 
+class GraphFeed:
+    """Texts to the int64 inputs of an exported graph, through the Rust tokenizer itself set up as the transformers
+    call would be (truncation at the model's max, padding to the longest): the same ids without transformers'
+    per-call Python, as a lean server would call it. Shared by the onnxruntime and OpenVINO backends."""
+
+    COLUMNS = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
+
+    def __init__(self, tokenizer, max_length: int, names: list[str]):
+        self.names = names
+        self.fast = tokenizer.backend_tokenizer
+        self.fast.enable_truncation(max_length)
+        self.fast.enable_padding(pad_id=tokenizer.pad_token_id, pad_token=tokenizer.pad_token,
+                                 pad_type_id=tokenizer.pad_token_type_id)
+
+    def __call__(self, texts: list[str]) -> dict[str, np.ndarray]:
+        encodings = self.fast.encode_batch(texts)
+        return {name: np.array([getattr(e, self.COLUMNS[name]) for e in encodings], dtype=np.int64)
+                for name in self.names}
+
+
 class OnnxBackend(BaseBackend):
     def __init__(self, name: str, ctx: BuildContext, onnx_file: Path, metadata: BackendMetadata):
         import onnxruntime as ort
@@ -204,18 +224,13 @@ class OnnxBackend(BaseBackend):
         except Exception as exc:  # onnxruntime raises its own exception types for bad files
             raise EmbedgateError(f"{onnx_file}: not a loadable ONNX model ({str(exc).splitlines()[0][:200]})") from exc
         self.tokenizer = AutoTokenizer.from_pretrained(str(ctx.model.path), local_files_only=True, trust_remote_code=False)
-        # the Rust tokenizer itself, set up as the transformers call would (truncation at the model's max, padding
-        # to the longest): the same ids without transformers' per-call Python, as a lean server would call it
-        self.fast = self.tokenizer.backend_tokenizer
-        self.fast.enable_truncation(ctx.model.max_seq_length)
-        self.fast.enable_padding(pad_id=self.tokenizer.pad_token_id, pad_token=self.tokenizer.pad_token,
-                                 pad_type_id=self.tokenizer.pad_token_type_id)
         self.input_names = [i.name for i in self.session.get_inputs()]
         expected = input_names(self.tokenizer)
         if sorted(self.input_names) != sorted(expected):
             raise EmbedgateError(
                 f"{onnx_file}: graph inputs {self.input_names} do not match the tokenizer's {expected}"
             )
+        self.feed = GraphFeed(self.tokenizer, ctx.model.max_seq_length, self.input_names)
         dimension = int(self.session.get_outputs()[0].shape[-1])
         metadata.params.update(
             graph_optimization_level="ORT_ENABLE_ALL", intra_op_threads=ctx.threads, inter_op_threads=1,
@@ -229,11 +244,7 @@ class OnnxBackend(BaseBackend):
         return {"pooling": None, "dimension": self.dimension, "normalize": None, "max_tokens": None}
 
     def _embed(self, texts: list[str]) -> np.ndarray:
-        encodings = self.fast.encode_batch(texts)
-        columns = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
-        feed = {name: np.array([getattr(e, columns[name]) for e in encodings], dtype=np.int64)
-                for name in self.input_names}
-        return self.session.run(None, feed)[0]
+        return self.session.run(None, self.feed(texts))[0]
 
     def runtime_call(self, prompted: list[str]) -> object:
         encoded = self.tokenizer(prompted, padding=True, truncation=True, max_length=self.max_tokens,
