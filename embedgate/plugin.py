@@ -113,6 +113,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="batch sizes to time (default: 1,5,32)")
     group.addoption("--latency-budget", type=positive_float, default=6.0, metavar="SECONDS",
                     help="time budget per benchmark, baseline rounds included (default: 6)")
+    group.addoption("--truncate-dim", type=positive_int, default=None, metavar="N",
+                    help="gate every backend, the reference included, on its vectors' first N dims renormalised "
+                         "(Matryoshka truncation), task scores against the full-size reference's")
     group.addoption("--report-dir", type=Path, default=None, metavar="DIR",
                     help="where report.json, report.md and pareto.png are written (default: ./reports)")
 
@@ -183,6 +186,10 @@ def _make_session(config: pytest.Config, threads: int):
     _check_writable_dir(cache_dir, "--artifact-cache")
     _check_writable_dir(report_dir, "--report-dir")
     model = resolve_model(config.getoption("model"))
+    truncate_dim = config.getoption("truncate_dim")
+    if truncate_dim is not None and truncate_dim >= model.dimension:
+        raise UsageError(f"--truncate-dim {truncate_dim}: {model.name} has {model.dimension}-dim vectors, so there is "
+                         f"nothing to cut; give fewer than {model.dimension} dims")
     # the model is a local folder now: nothing after this point may reach for a hub
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -202,6 +209,7 @@ def _make_session(config: pytest.Config, threads: int):
             "latency_batch_sizes": config.getoption("latency_batch_sizes"),
             "latency_budget": config.getoption("latency_budget"),
             "report_dir": report_dir,
+            "truncate_dim": truncate_dim,
         },
     )
 
@@ -473,7 +481,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         return []
     return [
         f"embedgate: model {session.model.name} ({session.model.path}), dim {session.model.dimension}, "
-        f"max {session.model.max_seq_length} tokens, threads {session.threads}",
+        f"max {session.model.max_seq_length} tokens, threads {session.threads}"
+        + (f"; vectors truncated to {session.truncate_dim} of {session.model.dimension} dims" if session.truncate_dim else ""),
         f"embedgate: backends {', '.join(session.selected)}; baseline {session.baseline}; "
         f"thresholds {session.thresholds.source}; cache {session.cache.root}",
     ]

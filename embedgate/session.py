@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from backends import REFERENCE, BuildContext, EmbeddingBackend, Registry
+from backends import REFERENCE, BuildContext, EmbeddingBackend, Registry, TruncatedBackend
 from embedgate import EmbedgateError, MissingDependency
 from embedgate.cache import ArtifactCache
 from embedgate.gates import TestRecord
@@ -48,6 +48,11 @@ class EmbedgateSession:
     def baseline(self) -> str:
         return self.options.get("baseline") or self.thresholds.baseline
 
+    @property
+    def truncate_dim(self) -> int | None:
+        """--truncate-dim: the vectors' dims every gate sees (None: full size)."""
+        return self.options.get("truncate_dim")
+
     def thresholds_for(self, backend: str) -> dict[str, dict[str, Any]]:
         return self.thresholds.for_backend(backend, self.registry[backend].family)
 
@@ -57,7 +62,9 @@ class EmbedgateSession:
             spec = self.registry[name]
             ctx = BuildContext(self.model, self.cache, self.threads, self.artifacts.get(name), dict(self.options))
             try:
-                self.loaded[name] = spec.load(ctx)
+                backend = spec.load(ctx)
+                # --truncate-dim: every backend, the reference included, gives its first N dims renormalised
+                self.loaded[name] = TruncatedBackend(backend, self.truncate_dim) if self.truncate_dim else backend
             except (EmbedgateError, ImportError, OSError, ValueError, RuntimeError) as exc:
                 self.loaded[name] = LoadFailure(exc)
         value = self.loaded[name]

@@ -63,9 +63,10 @@ def test_raw_output(backend, mixed_texts, hostile_texts):
         pytest.skip(f"{backend.name} does not build on BaseBackend: no raw output to check")
     texts = mixed_texts + hostile_texts + ["", "0", "." * 50]
     raw = backend.encode_raw(texts, batch_size=4)
+    dimension = getattr(backend, "runtime_dimension", backend.dimension)  # full size under --truncate-dim
     assert isinstance(raw, np.ndarray), f"{backend.name}: the runtime returned {type(raw).__name__}, not an array"
-    assert raw.shape == (len(texts), backend.dimension), (
-        f"{backend.name}: the runtime returned shape {raw.shape}, expected {(len(texts), backend.dimension)}"
+    assert raw.shape == (len(texts), dimension), (
+        f"{backend.name}: the runtime returned shape {raw.shape}, expected {(len(texts), dimension)}"
     )
     assert raw.dtype in RAW_DTYPES, f"{backend.name}: the runtime returns {raw.dtype} vectors, expected float32"
     bad = np.flatnonzero(~np.isfinite(raw).all(axis=1)).tolist()
