@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: run.truncate_dim, backend dimension/runtime_dimension, quality (reference_)dimension
 SCHEMA_FILE = Path(__file__).resolve().parent / "report.schema.json"  # what report.json promises; the self-tests hold it to it
 FAMILIES = ("contract", "fidelity", "quality", "latency")
 BAD = ("fail", "error")
@@ -100,6 +100,8 @@ def build_report(session, config=None) -> dict[str, Any]:
             "family": spec.family, "description": spec.description,
             "shares_reference_space": spec.shares_reference_space,
             "artifact": _metadata(loaded),
+            "dimension": getattr(loaded, "dimension", None),  # what the gates saw: N under --truncate-dim=N
+            "runtime_dimension": getattr(loaded, "runtime_dimension", getattr(loaded, "dimension", None)),
             "load_error": str(getattr(loaded, "error", "")) or None,
             "summary": backend_summary(session, name, mine),
             "latency": session.results.get(name, {}).get("latency", {}),
@@ -121,6 +123,7 @@ def build_report(session, config=None) -> dict[str, Any]:
             "thresholds_file": session.thresholds.source, "threshold_profile": session.thresholds.profile,
             "data_dir": str(session.data_dir) if session.data_dir else None,
             "tasks_not_run": tasks_not_run(session),
+            "truncate_dim": session.truncate_dim,
         },
         "model": session.model.describe(),
         "machine": environment_info(session.threads),
@@ -184,6 +187,8 @@ def terminal_lines(session) -> list[str]:
         if s["first_failure"]:
             lines.append(f"{'':<{width}} ↳ {s['first_failure']['gate']}: {s['first_failure']['reason'][:160]}")
     lines.append(_recommendation_line(report))
+    if report["run"].get("truncate_dim"):
+        lines.append(_truncation_sentence(report))
     if report["run"]["partial"]:
         lines.append(f"partial run: not measured: {', '.join(report['run']['families_not_run'])}")
     if "quality" in report["run"]["families_run"]:
@@ -198,15 +203,24 @@ def _recommendation_line(report: dict[str, Any]) -> str:
     return f"ship: {rec['ship']} — {rec['reason']}"
 
 
+def _truncation_sentence(report: dict[str, Any]) -> str:
+    dims, full = report["run"]["truncate_dim"], report["model"]["dimension"]
+    return (f"Vectors truncated to {dims} of {full} dims (then renormalised) in every backend, torch-fp32 included: "
+            f"fidelity compares each at {dims} dims with torch-fp32 at {dims}; task retention is against the "
+            f"full-size torch-fp32 ({full} dims), so torch-fp32's own quality gate is what truncation costs.")
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     run, model, machine, rec = report["run"], report["model"], report["machine"], report["recommendation"]
+    truncated = f", vectors truncated to {run['truncate_dim']} of {model['dimension']} dims" if run.get("truncate_dim") else ""
     out = [
         "# embedgate acceptance report", "",
-        f"Model **{model['name']}** ({model['dimension']} dims, max {model['max_tokens']} tokens, sha256 `{model['sha256'][:12]}`) · "
+        f"Model **{model['name']}** ({model['dimension']} dims{truncated}, max {model['max_tokens']} tokens, sha256 `{model['sha256'][:12]}`) · "
         f"CPU {machine['cpu']['model']} ({', '.join(machine['cpu']['flags'])}) · {run['threads']} threads · "
         f"baseline **{run['baseline']}** · {report['generated_at']}", "",
         "## Recommendation", "",
-        (f"**Ship `{rec['ship']}`**: {rec['reason']}." if rec["ship"] else f"**Ship nothing**: {rec['reason']}."),
+        (f"**Ship `{rec['ship']}`**: {rec['reason']}." if rec["ship"] else f"**Ship nothing**: {rec['reason']}.")
+        + (f" {_truncation_sentence(report)}" if run.get("truncate_dim") else ""),
     ]
     for rejected in rec["rejected"]:
         out.append(f"- `{rejected['backend']}` ({_x(rejected['speedup_geomean'], 2, 'x')}) rejected by "
@@ -216,8 +230,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     if run.get("tasks_not_run") and "quality" in run["families_run"]:
         out += [""] + [f"> {reason}." for reason in run["tasks_not_run"].values()]
     out += ["", "## Backends", "",
-            "| backend | verdict | speedup (geo-mean) | quality kept (worst task) | size MB | peak RSS MB | load s | build s | gates pass/fail/error/skip |",
-            "|---|---|---|---|---|---|---|---|---|"]
+            "| backend | verdict | speedup (geo-mean) | quality kept (worst task) | size MB | peak RSS MB | load s | build s | gates pass/fail/error/skip | dims |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for name, backend in report["backends"].items():
         s = backend["summary"]
         retention = s["quality_retention_min"]
@@ -225,7 +239,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         out.append(f"| `{name}` | {VERDICT_ICONS.get(s['verdict'], '–')} {s['verdict']} | {_x(s['speedup_geomean'], 2, 'x')} | "
                    f"{_x(None if retention is None else 100 * retention, 1, '%')} | {_mb(s['size_bytes'])} | "
                    f"{_x(s['peak_rss_mb'], 0)} | {_x(s['load_seconds'], 2)} | {_x(build, 1)} | "
-                   f"{s['gates']['pass']}/{s['gates']['fail']}/{s['gates']['error']}/{s['gates']['skip']} |")
+                   f"{s['gates']['pass']}/{s['gates']['fail']}/{s['gates']['error']}/{s['gates']['skip']} | "
+                   f"{_dims(backend)} |")
     failed = [(name, g) for name, b in report["backends"].items() for g in b["gates"] if g["verdict"] in BAD]
     if failed:
         out += ["", "## Failed gates", "", "| backend | gate | why |", "|---|---|---|"]
@@ -234,6 +249,13 @@ def render_markdown(report: dict[str, Any]) -> str:
     out += ["", f"_Thresholds: `{run['thresholds_file']}`{' profile ' + run['threshold_profile'] if run['threshold_profile'] else ''}. "
             f"Library versions and the full gate list are in report.json._", ""]
     return "\n".join(out)
+
+
+def _dims(backend: dict[str, Any]) -> str:
+    dims, runtime = backend.get("dimension"), backend.get("runtime_dimension")
+    if dims is None:
+        return "–"
+    return f"{dims} of {runtime}" if runtime not in (None, dims) else str(dims)
 
 
 def _latency_section(report) -> list[str]:
@@ -275,7 +297,10 @@ def _quality_section(report) -> list[str]:
     tasks = sorted({task for b in report["backends"].values() for task in b["quality"]})
     if not tasks:
         return []
-    out = ["", "## Task quality (mteb main score; retention vs torch-fp32)", "",
+    truncate = report["run"].get("truncate_dim")
+    against = (f"retention vs the full-size torch-fp32, {report['model']['dimension']} dims; scores at {truncate} dims"
+               if truncate else "retention vs torch-fp32")
+    out = ["", f"## Task quality (mteb main score; {against})", "",
            "| backend | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
     for name, backend in report["backends"].items():
         row = []
