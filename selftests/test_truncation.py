@@ -93,6 +93,8 @@ def test_quality_is_held_to_the_full_size_reference(suite, tiny_model):
     cut = report["backends"]["torch-fp32"]["quality"]["fixture-sts"]
     assert cut["score"] != pytest.approx(full["score"], abs=1e-6)
     assert cut["retention"] == pytest.approx(cut["score"] / full["score"])
+    markdown = (suite.pytester.path / "reports" / "report.md").read_text()
+    assert f"| torch-fp32 at 16 dims (the reference) | {full['score']:.4f} |" in markdown
 
 
 def test_truncation_that_costs_quality_fails_the_reference(suite):
