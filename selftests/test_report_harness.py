@@ -131,3 +131,43 @@ def test_decision_rule():
     nothing = recommend({"a": summary("fail", 3.0, "latency/x"), "b": summary("error", None, "contract/y")})
     assert nothing["ship"] is None and nothing["reason"] == "no backend passed every gate"
     assert [r["backend"] for r in nothing["rejected"]] == ["a", "b"]
+
+
+def _crowded_report(n: int) -> dict:
+    """n backends within a hair of 100% retention and of each other's speedup, plus two far away: what made the
+    labels of all-MiniLM-L6-v2's plot overlap into one block."""
+    backends = {}
+    for i in range(n):
+        crowded = i < n - 2
+        speedup = (1.0 + 0.4 * i) if crowded else (30.0 + 10 * i)
+        retention = (0.999 - 0.002 * i) if crowded else 0.80
+        backends[f"backend-{i}"] = {
+            "summary": {"speedup_geomean": speedup, "quality_retention_min": retention,
+                        "verdict": "pass" if i % 2 else "fail",
+                        "first_failure": None if i % 2 else {"gate": "latency/latency[b1-query]"}},
+            "thresholds": {"quality": {"max_loss": 0.05}},
+        }
+    return {"backends": backends, "run": {"baseline": "torch-int8"}, "model": {"name": "crowded"}}
+
+
+@pytest.mark.parametrize("n", [5, 12, 16])
+def test_pareto_labels_never_overlap(n):
+    """Every point's label sits where no other label is (points on the same pixel share one label), within the
+    figure; the key table names every point."""
+    import matplotlib.pyplot as plt
+
+    from embedgate.report import draw_pareto
+
+    fig, boxes = draw_pareto(_crowded_report(n))
+    try:
+        assert boxes, "no labels placed"
+        for i, a in enumerate(boxes):
+            for b in boxes[i + 1:]:
+                assert not a.overlaps(b), f"labels overlap: {a} and {b}"
+        width, height = fig.canvas.get_width_height()
+        for box in boxes:
+            assert box.x0 >= 0 and box.y0 >= 0 and box.x1 <= width and box.y1 <= height, f"label off the figure: {box}"
+        key = "\n".join(t.get_text() for ax in fig.axes for t in ax.texts)
+        assert all(f"backend-{i}" in key for i in range(n)), "the key table misses a backend"
+    finally:
+        plt.close(fig)
