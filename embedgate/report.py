@@ -15,9 +15,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from embedgate.families import FAMILY_NAMES
+
 SCHEMA_VERSION = 1
 SCHEMA_FILE = Path(__file__).resolve().parent / "report.schema.json"  # what report.json promises; the self-tests hold it to it
-FAMILIES = ("contract", "fidelity", "quality", "latency")
+FAMILIES = FAMILY_NAMES  # embedgate/families.py
 BAD = ("fail", "error")
 VERDICT_ICONS = {"pass": "✅", "fail": "❌", "error": "💥"}
 

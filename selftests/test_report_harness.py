@@ -8,6 +8,7 @@ from collections import Counter
 
 import pytest
 
+from embedgate.families import FAMILY_NAMES
 from embedgate.report import SCHEMA_FILE, recommend
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -34,6 +35,14 @@ def schema():
     schema = json.loads(SCHEMA_FILE.read_text())
     jsonschema.Draft202012Validator.check_schema(schema)
     return jsonschema.Draft202012Validator(schema)
+
+
+def test_schema_lists_the_gate_families_of_families_py():
+    """report.schema.json spells the family list out once ($defs/gate_family); it must be embedgate/families.py's."""
+    schema = json.loads(SCHEMA_FILE.read_text())
+    assert schema["$defs"]["gate_family"]["enum"] == list(FAMILY_NAMES)
+    text = SCHEMA_FILE.read_text()
+    assert text.count('"enum": ["contract"') == 1, "the family list is written once in the schema"
 
 
 def test_report_matches_the_run(suite, tiny_model, schema):
