@@ -286,9 +286,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     if "backend" in metafunc.fixturenames:
         names = session.selected
-        marker = metafunc.definition.get_closest_marker("shared_space_only")
-        if marker is not None:
-            names = [n for n in names if session.registry[n].shares_reference_space] or names
         metafunc.parametrize("backend", names, indirect=True, ids=names, scope="session")
     if "latency_case" in metafunc.fixturenames:
         from embedgate.latency import latency_cases

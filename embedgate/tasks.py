@@ -1,7 +1,7 @@
 """Task quality through mteb's own evaluators: offline tasks built from local data, and mteb tasks by name.
 
 - fixture-sts:        fixtures/sts.csv, pairs written and scored (0-5) for this project
-- fixture-retrieval:  fixtures/retrieval/, 40 documents, 36 queries with their relevant documents
+- fixture-retrieval:  fixtures/retrieval/, 60 documents, 36 queries with their relevant documents
 - stsb-test:          the STS Benchmark test split from --data-dir (DIR/stsb/stsb-en-test.csv)
 - any --mteb-tasks:   mteb.get_task(name), whose data must load without the hub (e.g. from a local HF cache)
 """
@@ -67,7 +67,7 @@ def _retrieval_task():
 
     class LocalRetrieval(AbsTaskRetrieval):
         metadata = _metadata("fixture-retrieval", "Retrieval", "ndcg_at_10",
-                             "embedgate's own retrieval set: 36 queries over 40 documents in 10 domains")
+                             "embedgate's own retrieval set: 36 queries over 60 documents in 10 domains")
 
         def load_data(self, num_proc=None, **kwargs) -> None:
             self.dataset = {"default": {"test": {

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from backends import DEFAULT_BASELINE
 from embedgate import UsageError
 
 OFF = "off"
@@ -81,7 +82,7 @@ class Thresholds:
 
     @property
     def baseline(self) -> str:
-        return str(self._layered_top("baseline") or "torch-int8")
+        return str(self._layered_top("baseline") or DEFAULT_BASELINE)
 
     def _layered_top(self, key: str) -> Any:
         value = self._data.get(key)
