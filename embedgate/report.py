@@ -11,7 +11,6 @@ import datetime as dt
 import json
 import math
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +113,7 @@ def build_report(session, config=None) -> dict[str, Any]:
     summaries = {name: b["summary"] for name, b in backends.items()}
     return {
         "schema_version": SCHEMA_VERSION,
-        "generated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "run": {
             "command": list(config.invocation_params.args) if config is not None else [],
             "backends": list(session.selected), "baseline": session.baseline, "threads": session.threads,
@@ -218,7 +217,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     if run.get("tasks_not_run") and "quality" in run["families_run"]:
         out += [""] + [f"> {reason}." for reason in run["tasks_not_run"].values()]
     out += ["", "## Backends", "",
-            "| backend | verdict | speedup (geo-mean) | quality kept (worst task) | size MB | peak RSS MB | load s | build s | gates pass/fail/error/skip |",
+            "| backend | verdict | speedup (geo-mean) | quality kept (worst task) | size MB | peak RSS MB | load s | build s "
+            "| gates pass/fail/error/skip |",
             "|---|---|---|---|---|---|---|---|---|"]
     for name, backend in report["backends"].items():
         s = backend["summary"]
@@ -314,7 +314,8 @@ def _cache_section(report) -> list[str]:
 def render_pareto(report: dict[str, Any], path: Path) -> bool:
     """Speedup (log x) against worst-task quality retention. Points are numbered and keyed to a table beside the
     plot: on all-MiniLM-L6-v2 five backends sit within a pixel of 100% retention and their name labels overlapped
-    into one illegible block. Points within 12 pixels of each other share one label ("3,5,7"); labels are stacked so that none overlaps another."""
+    into one illegible block. Points within 12 pixels of each other share one label ("3,5,7"); labels are stacked so
+    that none overlaps another."""
     points = [(name, b["summary"]) for name, b in report["backends"].items()
               if b["summary"]["speedup_geomean"] and b["summary"]["quality_retention_min"] is not None]
     import matplotlib
@@ -328,7 +329,7 @@ def render_pareto(report: dict[str, Any], path: Path) -> bool:
         ax.text(0.5, 0.5, "no backend has both latency and quality measured in this run",
                 ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
-    for number, (_, s) in enumerate(points, start=1):
+    for _, s in points:
         ok = s["verdict"] == "pass"
         ax.scatter(s["speedup_geomean"], 100 * s["quality_retention_min"], s=70, marker="o" if ok else "X",
                    color="#2a9d4b" if ok else "#d62828", zorder=3)
@@ -344,14 +345,13 @@ def render_pareto(report: dict[str, Any], path: Path) -> bool:
         ax.set_ylabel("quality kept: worst task retention vs torch-fp32 (%)")
         ax.grid(True, which="both", alpha=0.3)
         fig.canvas.draw()  # fixes the axes' limits, so data can be placed in pixels
-        renderer = fig.canvas.get_renderer()
         placed: list = []
         for numbers, (x, y) in _label_groups(ax, points):
             text = ",".join(map(str, numbers))
             for dy in (4, 16, -14, 28, -26, 40, -38, 52, 4):  # the first place whose box overlaps no earlier label
                 label = ax.annotate(text, (x, y), textcoords="offset points", xytext=(6, dy), fontsize=9,
                                     fontweight="bold")
-                box = label.get_window_extent(renderer)
+                box = label.get_window_extent()  # the renderer of the draw above
                 if not any(box.overlaps(other) for other in placed):
                     break
                 label.remove()
@@ -407,7 +407,9 @@ def write_reports(session, config) -> Path | None:
         render_pareto(report, tmp)
         os.replace(tmp, folder / "pareto.png")
     except Exception as exc:  # the plot must never cost the JSON and Markdown reports
-        print(f"embedgate: pareto.png not written: {exc}", file=sys.stderr)
+        from embedgate.session import stderr_log
+
+        stderr_log(f"embedgate: pareto.png not written: {exc}")
     return folder
 
 

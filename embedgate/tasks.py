@@ -16,6 +16,8 @@ from embedgate import EmbedgateError, MissingDependency, UsageError
 from embedgate.data import fixture_retrieval, fixture_sts, read_sts_csv, stsb_test_file
 
 if TYPE_CHECKING:
+    from mteb.abstasks.task_metadata import TaskType
+
     from backends import EmbeddingBackend
 
 BUILTIN_TASKS = ("fixture-sts", "fixture-retrieval", "stsb-test")
@@ -31,7 +33,7 @@ def task_names(session) -> list[str]:
     return names + list(session.options.get("mteb_tasks", []))
 
 
-def _metadata(name: str, task_type: str, main_score: str, description: str):
+def _metadata(name: str, task_type: TaskType, main_score: str, description: str):
     from mteb.abstasks.task_metadata import TaskMetadata
 
     return TaskMetadata(

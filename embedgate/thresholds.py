@@ -118,7 +118,7 @@ class Thresholds:
         return copy.deepcopy(self._data)
 
 
-def load_thresholds(path: Path, overrides: list[str] = (), profile: str | None = None,
+def load_thresholds(path: Path, overrides: Sequence[str] = (), profile: str | None = None,
                     scopes: Scopes | None = None) -> Thresholds:
     """Read, validate and layer the file and its overrides; with `scopes`, every backend, family and task name in
     them must be one of those (call it after the backend registry is complete)."""

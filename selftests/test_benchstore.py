@@ -39,7 +39,8 @@ def test_compare_without_a_saved_run_is_a_usage_error(suite, tiny_model, tmp_pat
     line = errors[0]
     folder = storage / benchstore.machine_slug(1)
     assert f"--benchmark-compare: no saved run for this machine in {folder}" in line, line
-    assert "make acceptance" in line and "--benchmark-autosave" in line, line
+    assert "make acceptance" in line, line
+    assert "--benchmark-autosave" in line, line
     assert "Can't compare" not in result.stdout.str() + result.stderr.str()
 
     named = suite.run(f"--model={tiny_model}", *TINY_LATENCY, f"--benchmark-storage={storage}",
@@ -54,7 +55,8 @@ def test_opting_out_keeps_pytest_benchmarks_layout(suite, tiny_model, tmp_path):
         result = suite.run(f"--model={tiny_model}", *TINY_LATENCY, f"--benchmark-storage={storage}",
                            "--shared-benchmark-storage", "--benchmark-compare", "--collect-only")
     assert result.ret == pytest.ExitCode.OK, result.stderr.str()
-    assert storage.is_dir() and not any(storage.iterdir()), "no per-machine subfolder"
+    assert storage.is_dir(), "no per-machine subfolder"
+    assert not any(storage.iterdir()), "no per-machine subfolder"
 
 
 def test_runs_with_other_thread_counts_land_in_other_folders(suite, tiny_model, tmp_path):

@@ -149,7 +149,9 @@ def test_stale_tmp_folders_are_removed_and_reported(tmp_path):
 
     cache = ArtifactCache(tmp_path, log=lambda line: None)
     cache.get_or_build("onnx-fp32", "k4", lambda out: (out / "model.onnx").write_bytes(b"m"), {})
-    assert not killed.exists() and not old.exists() and running.exists()
+    assert not killed.exists()
+    assert not old.exists()
+    assert running.exists()
     stale = {Path(e.path).name: e.message for e in cache.events if e.kind == "stale-removed"}
     assert stale.keys() == {killed.name, old.name}, stale
     assert f"its builder, pid {dead.pid}, is gone" in stale[killed.name]
@@ -189,7 +191,8 @@ def test_two_processes_build_a_key_once(tmp_path):
     assert results[0]["path"] == results[1]["path"]
     assert sorted(r["events"] for r in results) == [["built"], ["waited", "reused"]], results
     waiter = next(out for out, _ in outputs if "waiting for" in out)
-    assert "embedgate: waiting for pid " in waiter and "building the same gguf-f16 artifact" in waiter, waiter
+    assert "embedgate: waiting for pid " in waiter, waiter
+    assert "building the same gguf-f16 artifact" in waiter, waiter
 
 
 def run_in_subprocess(suite, monkeypatch, *args: str) -> pytest.RunResult:
@@ -220,7 +223,8 @@ def test_corrupt_cache_is_reported_without_s(suite, tiny_model, tmp_path, monkey
     assert [e["kind"] for e in events] == ["corrupt", "built"], events
     assert events[0]["message"] == corrupt
     markdown = (suite.pytester.path / "reports" / "report.md").read_text()
-    assert "## Artifact cache" in markdown and "| `cached-plain` | corrupt |" in markdown
+    assert "## Artifact cache" in markdown
+    assert "| `cached-plain` | corrupt |" in markdown
     third = suite.run(*run)
     third.stdout.fnmatch_lines([f"embedgate: reused cached cached-plain from {cache}"])
     assert [e["kind"] for e in suite.report()["cache_events"]] == ["reused"]

@@ -68,7 +68,9 @@ def test_report_matches_the_run(suite, tiny_model, schema):
     assert backends["plain"]["summary"]["verdict"] == "pass"
     failed = next(g for g in backends["slow-3x"]["gates"] if g["verdict"] == "fail")
     speedup = failed["measurements"][0]
-    assert speedup["name"] == "speedup" and speedup["threshold"] == 0.6 and speedup["value"] < 0.6, speedup
+    assert speedup["name"] == "speedup", speedup
+    assert speedup["threshold"] == 0.6, speedup
+    assert speedup["value"] < 0.6, speedup
     assert "< 0.6000x required" in speedup["reason"], speedup
 
     # the decision rule: the fastest backend that passes every gate; every faster one with the gate that rejected it
@@ -82,7 +84,8 @@ def test_report_matches_the_run(suite, tiny_model, schema):
 
     markdown = (suite.pytester.path / "reports" / "report.md").read_text()
     assert "**Ship `plain`**" in markdown
-    assert "| `noisy` | ❌ fail |" in markdown and "| `plain` | ✅ pass |" in markdown
+    assert "| `noisy` | ❌ fail |" in markdown
+    assert "| `plain` | ✅ pass |" in markdown
     assert "fidelity/fidelity[cosine-mean]" in markdown, "failed gates are listed with their reason"
 
     png = (suite.pytester.path / "reports" / "pareto.png").read_bytes()
@@ -90,7 +93,8 @@ def test_report_matches_the_run(suite, tiny_model, schema):
     from matplotlib.image import imread
 
     pixels = imread(suite.pytester.path / "reports" / "pareto.png")
-    assert pixels.shape[0] > 300 and pixels.shape[1] > 500, pixels.shape
+    assert pixels.shape[0] > 300, pixels.shape
+    assert pixels.shape[1] > 500, pixels.shape
     assert pixels[..., :3].std() > 0.05, "pareto.png is blank"
 
     # the terminal summary: one line per backend and the recommendation
@@ -115,7 +119,8 @@ def test_partial_run_says_what_it_did_not_measure(suite, tiny_model, schema):
     assert report["backends"]["torch-fp32"]["summary"]["verdict"] == "skipped", \
         "a backend whose every gate was skipped has no verdict to ship on"
     assert report["recommendation"]["ship"] is None
-    assert report["backends"]["noisy"]["latency"] == {} and report["backends"]["noisy"]["summary"]["speedup_geomean"] is None
+    assert report["backends"]["noisy"]["latency"] == {}
+    assert report["backends"]["noisy"]["summary"]["speedup_geomean"] is None
     markdown = (suite.pytester.path / "reports" / "report.md").read_text()
     assert "Partial run: contract, quality, latency gates were not run" in markdown
     assert "**Ship nothing**" in markdown
@@ -138,5 +143,6 @@ def test_decision_rule():
     assert [r["backend"] for r in rec["rejected"]] == ["model2vec", "gguf-q4_k_m"]
     assert rec["rejected"][0]["gate"] == "quality/task_quality[stsb-test]"
     nothing = recommend({"a": summary("fail", 3.0, "latency/x"), "b": summary("error", None, "contract/y")})
-    assert nothing["ship"] is None and nothing["reason"] == "no backend passed every gate"
+    assert nothing["ship"] is None
+    assert nothing["reason"] == "no backend passed every gate"
     assert [r["backend"] for r in nothing["rejected"]] == ["a", "b"]
