@@ -25,6 +25,7 @@ def cached_files(cache: Path, backend: str) -> list[Path]:
     return sorted(p for p in (cache / backend).glob("*/model.gguf"))
 
 
+@pytest.mark.fast
 def test_interrupted_build_leaves_nothing(tmp_path):
     cache = ArtifactCache(tmp_path, log=lambda line: None)
 

@@ -13,6 +13,7 @@ TINY_LATENCY = ("-m", "latency", "-k", "test_latency", "--latency-buckets=query"
                 "--latency-budget=0.5", "--backends=plain", "--baseline=torch-fp32")
 
 
+@pytest.mark.fast
 def test_machine_slug_names_cpu_model_and_threads():
     assert benchstore.machine_slug(2, "Intel(R) Xeon(R) Platinum 8480C") == "intel-xeon-platinum-8480c-t2"
     assert benchstore.machine_slug(4, "AMD EPYC 7763 64-Core Processor") == "amd-epyc-7763-64-core-t4"
@@ -21,6 +22,7 @@ def test_machine_slug_names_cpu_model_and_threads():
     assert benchstore.machine_slug(3).endswith("-t3")
 
 
+@pytest.mark.fast
 def test_machine_storage_appends_the_slug_once(tmp_path):
     slug = benchstore.machine_slug(2)
     assert benchstore.machine_storage(tmp_path, 2) == tmp_path / slug
@@ -63,7 +65,7 @@ def test_runs_with_other_thread_counts_land_in_other_folders(suite, tiny_model, 
     storage = tmp_path / "benchmarks"
     args = (f"--model={tiny_model}", *TINY_LATENCY, f"--benchmark-storage={storage}")
     for threads in (1, 2):
-        result = suite.run(*args, f"--threads={threads}", "--benchmark-autosave")
+        result = suite.run_in_subprocess(*args, f"--threads={threads}", "--benchmark-autosave")  # timed: own process
         assert result.ret in (0, 1), result.stdout.str()[-2000:]
     folders = {}
     for saved in storage.rglob("0001_*.json"):

@@ -133,6 +133,7 @@ def test_report_lost_at_the_end_is_one_line_and_fails_the_run(suite, tiny_model)
 
 # ---------------------------------------------------------------- 6: cache events, stale builds, locking
 
+@pytest.mark.fast
 def test_stale_tmp_folders_are_removed_and_reported(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -179,6 +180,7 @@ BUILDER = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.fast
 def test_two_processes_build_a_key_once(tmp_path):
     counter = tmp_path / "builds.txt"
     env = dict(os.environ, PYTHONPATH=str(PROJECT))
@@ -305,6 +307,7 @@ def test_artifact_cache_under_a_file(suite, tiny_model, tmp_path):
     assert line == f"ERROR: --artifact-cache {blocker}/c: cannot be created: {blocker} is a file; give a folder", line
 
 
+@pytest.mark.fast
 def test_cache_oserror_is_one_line(tmp_path):
     (tmp_path / "onnx-fp32").write_text("a file where the backend's folder goes")
     cache = ArtifactCache(tmp_path, log=lambda line: None)

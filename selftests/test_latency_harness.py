@@ -32,8 +32,8 @@ def test_speedups_compare_each_runtime_in_its_steady_state(suite, tiny_model):
     before block timing) credited the burner with the baseline's slowdown. One thread: with two, the tiny model's
     calls on this 2-core VM switch between ~1.6 and ~3.1 ms regimes, noise that is the machine's, not the method's
     (twins measured 0.95 +- 0.005x in three runs with one thread, 0.91-1.00x with two)."""
-    suite.run(f"--model={tiny_model}", "--backends=twin,spinner", *LATENCY_RUN, "--latency-buckets=query",
-              "--latency-budget=1", "--threads=1")
+    suite.run_in_subprocess(f"--model={tiny_model}", "--backends=twin,spinner", *LATENCY_RUN, "--latency-buckets=query",
+                            "--latency-budget=1", "--threads=1")  # one thread for the whole process: its own
     tests = {(t["backend"], t["gate"]): t for t in suite.report()["tests"]}
     gate = "latency/latency[b1-query]"
     twin = tests[("twin", gate)]
@@ -49,7 +49,8 @@ def test_speedups_compare_each_runtime_in_its_steady_state(suite, tiny_model):
 
 def test_benchmark_json_keeps_extra_fields_and_machine_info(suite, tiny_model, tmp_path):
     saved = tmp_path / "bench.json"
-    suite.run(f"--model={tiny_model}", "--backends=plain", *LATENCY_RUN, f"--benchmark-json={saved}", "--threads=1")
+    suite.run_in_subprocess(f"--model={tiny_model}", "--backends=plain", *LATENCY_RUN, f"--benchmark-json={saved}",
+                            "--threads=1")
     import json
 
     data = json.loads(saved.read_text())

@@ -37,6 +37,7 @@ def schema():
     return jsonschema.Draft202012Validator(schema)
 
 
+@pytest.mark.fast
 def test_schema_lists_the_gate_families_of_families_py():
     """report.schema.json spells the family list out once ($defs/gate_family); it must be embedgate/families.py's."""
     schema = json.loads(SCHEMA_FILE.read_text())
@@ -131,6 +132,7 @@ def summary(verdict, speedup, gate=None):
             "first_failure": {"gate": gate, "reason": f"{gate} failed"} if gate else None}
 
 
+@pytest.mark.fast
 def test_decision_rule():
     summaries = {
         "torch-fp32": summary("pass", 0.6), "torch-int8": summary("pass", 1.0),

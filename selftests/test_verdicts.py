@@ -9,6 +9,8 @@ import pytest
 
 from embedgate.verdicts import compare, main, suggest
 
+pytestmark = pytest.mark.fast
+
 
 def gate(backend, name, verdict, family=None, value=None, threshold=None, message=""):
     measurements = [] if value is None else [{"name": "speedup", "value": value, "threshold": threshold, "op": ">=",
