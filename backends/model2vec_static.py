@@ -9,6 +9,7 @@ Distillation takes ~10 s for MiniLM and ~11 min for EmbeddingGemma's 262k-token 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -17,7 +18,7 @@ from backends._base import BaseBackend, Timer
 from embedgate import EmbedgateError
 from embedgate.cache import cache_key
 
-DISTILL_PARAMS = {"pca_dims": 256, "sif_coefficient": 1e-4, "quantize_to": "float16", "pooling": "mean"}
+DISTILL_PARAMS: dict[str, Any] = {"pca_dims": 256, "sif_coefficient": 1e-4, "quantize_to": "float16", "pooling": "mean"}
 
 
 def _distill(model, out_dir: Path, threads: int) -> None:

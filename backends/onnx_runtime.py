@@ -9,6 +9,7 @@ cosine of 0.968 to fp32, per-channel 0.993, at the same speed.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,7 +30,7 @@ INT8_PARAMS = {"weight_type": "QInt8", "per_channel": True, "reduce_range": Fals
 # Weight-only: MatMulNBits, symmetric blocks of 32 along K, accuracy_level 4 (activations quantized to int8 per
 # block of a row, so a text's vector does not depend on its batch-mates: these backends batch for real), and the
 # token-embedding table quantized too (GatherBlockQuantized: onnxruntime's quantizer does 4 bits, 8 bits here).
-NBITS_PARAMS = {"quantizer": "MatMulNBitsQuantizer", "block_size": 32, "symmetric": True, "accuracy_level": 4,
+NBITS_PARAMS: dict[str, Any] = {"quantizer": "MatMulNBitsQuantizer", "block_size": 32, "symmetric": True, "accuracy_level": 4,
                 "op_types": ["MatMul", "Gather"]}
 
 
@@ -69,7 +70,7 @@ def _export(model, out_dir: Path) -> None:
             self.st = st
 
         def forward(self, *inputs):
-            return self.st(dict(zip(names, inputs)))["sentence_embedding"]
+            return self.st(dict(zip(names, inputs, strict=True)))["sentence_embedding"]
 
     sample = st.tokenizer(["a short text", "a somewhat longer second text"], padding=True, return_tensors="pt")
     batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")

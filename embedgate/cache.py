@@ -32,7 +32,7 @@ from embedgate import EmbedgateError
 try:
     import fcntl
 except ImportError:  # not POSIX: builds are not locked against each other
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]  # the module or None: what the code below checks
 
 MANIFEST = "embedgate-manifest.json"
 PID_FILE = "embedgate-build.pid"  # inside a .tmp-* folder: "pid host" of the process building into it
@@ -90,7 +90,7 @@ class CacheEvent:
 class ArtifactCache:
     def __init__(self, root: Path, log: Callable[[str], None] | None = None):
         self.root = Path(root)
-        self.log = log or (lambda line: print(line, file=sys.stderr))
+        self.log = log or (lambda line: print(line, file=sys.stderr))  # noqa: T201 (a message for people, outside pytest)
         self.events: list[CacheEvent] = []
 
     def _event(self, kind: str, backend: str, key: str, path: Path, message: str, seconds: float | None = None,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import json
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -64,12 +64,12 @@ def read_sts_csv(path: Path, *, header: bool) -> list[tuple[str, str, float]]:
     return rows
 
 
-@lru_cache(maxsize=None)
+@cache
 def fixture_sts() -> list[tuple[str, str, float]]:
     return read_sts_csv(FIXTURES / "sts.csv", header=True)
 
 
-@lru_cache(maxsize=None)
+@cache
 def fixture_retrieval() -> tuple[list[dict], list[dict], dict[str, dict[str, int]]]:
     folder = FIXTURES / "retrieval"
     corpus, queries = _jsonl(folder / "corpus.jsonl"), _jsonl(folder / "queries.jsonl")
@@ -82,12 +82,12 @@ def fixture_retrieval() -> tuple[list[dict], list[dict], dict[str, dict[str, int
     return corpus, queries, qrels
 
 
-@lru_cache(maxsize=None)
+@cache
 def long_paragraphs() -> list[dict]:
     return _jsonl(FIXTURES / "long_paragraphs.jsonl")
 
 
-@lru_cache(maxsize=None)
+@cache
 def fidelity_corpus() -> list[CorpusText]:
     """Every fixture text once, with the role a real caller would give it (prompts differ by role)."""
     corpus, queries, _ = fixture_retrieval()

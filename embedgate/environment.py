@@ -16,7 +16,8 @@ INTERESTING_FLAGS = ("avx", "avx2", "avx512f", "avx512_vnni", "avx512vnni", "avx
 
 @lru_cache(maxsize=1)
 def cpu_info() -> dict:
-    model, flags = platform.processor() or platform.machine(), set()
+    model = platform.processor() or platform.machine()
+    flags: set[str] = set()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
             for line in fh:
@@ -42,6 +43,7 @@ def library_versions() -> dict[str, str]:
 
 
 def environment_info(threads: int | None) -> dict:
+    usable: int | None
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 from scipy.stats import spearmanr
@@ -37,7 +37,7 @@ THRESHOLD_KEYS = {
 #   hostile-sep ("[SEP]" inside a sentence)            0.939 / 0.934 / 0.995 / 0.942
 #   URLs, paths, base64, <bos>/<eos>/<start_of_turn>, the 100,000-character text: >= 0.984 in every backend
 # (<bos> and friends are not MiniLM's special tokens; they are EmbeddingGemma's.) onnx-fp32: 1.000 on all 13.
-@lru_cache(maxsize=None)
+@cache
 def hostile_texts() -> list[CorpusText]:
     """fixtures/hostile.jsonl: long URLs, hashes, base64, literal special-token strings, a 100,000-character text.
 
@@ -67,6 +67,8 @@ def encode_corpus(backend, corpus: Sequence[CorpusText], batch_size: int = 16) -
         if out is None:
             out = np.zeros((len(corpus), vectors.shape[1]), dtype=np.float32)
         out[index] = vectors
+    if out is None:
+        raise ValueError("an empty corpus has no vectors")
     return out
 
 
@@ -82,7 +84,7 @@ def compare(candidate: np.ndarray, reference: np.ndarray) -> dict[str, float]:
     cos = np.sum(candidate * reference, axis=1) / (
         np.linalg.norm(candidate, axis=1) * np.linalg.norm(reference, axis=1))
     ours, theirs = top_k_neighbours(candidate), top_k_neighbours(reference)
-    overlap = np.mean([len(set(a) & set(b)) / TOP_K for a, b in zip(ours, theirs)])
+    overlap = np.mean([len(set(a) & set(b)) / TOP_K for a, b in zip(ours, theirs, strict=True)])
     upper = np.triu_indices(len(candidate), k=1)
     rho = spearmanr((candidate @ candidate.T)[upper], (reference @ reference.T)[upper]).statistic
     return {

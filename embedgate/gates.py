@@ -12,6 +12,8 @@ import operator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from embedgate.families import FAMILY_NAMES
+
 OPS = {">=": operator.ge, "<=": operator.le}
 NEGATED = {">=": "<", "<=": ">"}
 
@@ -62,13 +64,17 @@ class TestRecord:
 
     nodeid: str
     backend: str | None
-    family: str | None
+    family: str  # one of embedgate/families.py's; anything else would be a verdict the report cannot place
     gate: str
     outcome: str = "not run"  # passed, failed, error, skipped
     message: str = ""
     duration: float = 0.0
     measurements: list[Measurement] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILY_NAMES:
+            raise ValueError(f"{self.nodeid}: gate family {self.family!r} is not one of {', '.join(FAMILY_NAMES)}")
 
     @property
     def verdict(self) -> str:

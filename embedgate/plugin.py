@@ -8,18 +8,17 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from embedgate import EmbedgateError, MissingDependency, UsageError
+from embedgate.families import FAMILY_NAMES, GATE_FAMILIES
 
-SESSION_KEY = pytest.StashKey["EmbedgateSession"]()
-MARKERS = {
-    "contract": "behaviour every backend must have (shape, norm, determinism, batching, odd input)",
-    "fidelity": "vectors compared with the fp32 reference's (cosine, neighbours, similarity structure)",
-    "quality": "task metrics through mteb's evaluators, retention against the reference and floors",
-    "latency": "pytest-benchmark timings, in-run speedup against the baseline, cold start",
-}
+if TYPE_CHECKING:
+    from embedgate.session import EmbedgateSession
+
+SESSION_KEY: pytest.StashKey[EmbedgateSession] = pytest.StashKey()
 DEFAULT_BUCKETS = ("query", "sentence", "paragraph", "long")
 DEFAULT_BATCH_SIZES = (1, 5, 32)
 PATH_OPTIONS = ("--model", "--data-dir", "--artifact-cache", "--thresholds", "--report-dir")
@@ -135,7 +134,7 @@ def _cpu_count() -> int:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    for name, help_text in MARKERS.items():
+    for name, help_text in GATE_FAMILIES.items():
         config.addinivalue_line("markers", f"{name}: {help_text}")
     if not config.getini("embedgate"):
         given = [name for name in PATH_OPTIONS if config.getoption(name.lstrip("-").replace("-", "_"))]
@@ -295,9 +294,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     if "backend" in metafunc.fixturenames:
         names = session.selected
-        marker = metafunc.definition.get_closest_marker("shared_space_only")
-        if marker is not None:
-            names = [n for n in names if session.registry[n].shares_reference_space] or names
         metafunc.parametrize("backend", names, indirect=True, ids=names, scope="session")
     if "latency_case" in metafunc.fixturenames:
         from embedgate.latency import latency_cases
@@ -369,11 +365,16 @@ def thresholds(request: pytest.FixtureRequest, backend):
 
 # ---------------------------------------------------------------- recording outcomes for the report
 
-def _family(item: pytest.Item) -> str | None:
-    for name in MARKERS:
-        if item.get_closest_marker(name) is not None:
-            return name
-    return None
+def _family(item: pytest.Item) -> str:
+    """The gate family of a test that takes a backend: exactly one family marker, or a usage error (a test without
+    one used to run and vanish from the report)."""
+    families = [name for name in FAMILY_NAMES if item.get_closest_marker(name) is not None]
+    if len(families) != 1:
+        what = f"is marked {' and '.join(families)}" if families else "has no gate family marker"
+        raise pytest.UsageError(
+            f"{item.nodeid} takes a backend but {what}: mark it with one of {', '.join(FAMILY_NAMES)} "
+            "(a new family goes into embedgate/families.py)")
+    return families[0]
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -384,10 +385,10 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         return
     for item in items:
         callspec = getattr(item, "callspec", None)
-        backend = callspec.params.get("backend") if callspec else None
-        family = _family(item)
-        if backend is None or family is None:
+        backend = callspec.params.get("backend") if callspec is not None else None
+        if callspec is None or backend is None:
             continue
+        family = _family(item)
         rest = callspec.id.replace(backend, "", 1).strip("-").replace("--", "-")
         name = getattr(item, "originalname", item.name)
         gate = f"{family}/{name.removeprefix('test_')}" + (f"[{rest}]" if rest else "")

@@ -11,13 +11,14 @@ import datetime as dt
 import json
 import math
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
+from embedgate.families import FAMILY_NAMES
+
 SCHEMA_VERSION = 2  # 2: run.truncate_dim, backend dimension/runtime_dimension, quality (reference_)dimension
 SCHEMA_FILE = Path(__file__).resolve().parent / "report.schema.json"  # what report.json promises; the self-tests hold it to it
-FAMILIES = ("contract", "fidelity", "quality", "latency")
+FAMILIES = FAMILY_NAMES  # embedgate/families.py
 BAD = ("fail", "error")
 VERDICT_ICONS = {"pass": "✅", "fail": "❌", "error": "💥"}
 
@@ -114,7 +115,7 @@ def build_report(session, config=None) -> dict[str, Any]:
     summaries = {name: b["summary"] for name, b in backends.items()}
     return {
         "schema_version": SCHEMA_VERSION,
-        "generated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "run": {
             "command": list(config.invocation_params.args) if config is not None else [],
             "backends": list(session.selected), "baseline": session.baseline, "threads": session.threads,
@@ -215,7 +216,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     truncated = f", vectors truncated to {run['truncate_dim']} of {model['dimension']} dims" if run.get("truncate_dim") else ""
     out = [
         "# embedgate acceptance report", "",
-        f"Model **{model['name']}** ({model['dimension']} dims{truncated}, max {model['max_tokens']} tokens, sha256 `{model['sha256'][:12]}`) · "
+        f"Model **{model['name']}** ({model['dimension']} dims{truncated}, max {model['max_tokens']} tokens, "
+        f"sha256 `{model['sha256'][:12]}`) · "
         f"CPU {machine['cpu']['model']} ({', '.join(machine['cpu']['flags'])}) · {run['threads']} threads · "
         f"baseline **{run['baseline']}** · {report['generated_at']}", "",
         "## Recommendation", "",
@@ -230,7 +232,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     if run.get("tasks_not_run") and "quality" in run["families_run"]:
         out += [""] + [f"> {reason}." for reason in run["tasks_not_run"].values()]
     out += ["", "## Backends", "",
-            "| backend | verdict | speedup (geo-mean) | quality kept (worst task) | size MB | peak RSS MB | load s | build s | gates pass/fail/error/skip | dims |",
+            "| backend | verdict | speedup (geo-mean) | quality kept (worst task) | size MB | peak RSS MB | load s | build s "
+            "| gates pass/fail/error/skip | dims |",
             "|---|---|---|---|---|---|---|---|---|---|"]
     for name, backend in report["backends"].items():
         s = backend["summary"]
@@ -399,7 +402,7 @@ def draw_pareto(report: dict[str, Any]) -> tuple[Any, list[Any]]:
              fontsize=8, va="top", ha="left", transform=key.transAxes)
     fig.tight_layout()  # before the labels: it moves the axes, and labels are placed in pixels
     fig.canvas.draw()  # fixes the axes' limits, so data can be placed in pixels
-    renderer = fig.canvas.get_renderer()
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]  # the Agg canvas, chosen above
     for numbers, (x, y) in _label_groups(ax, points):
         text = ",".join(map(str, numbers))
         for offset in _LABEL_OFFSETS:
@@ -461,7 +464,9 @@ def write_reports(session, config) -> Path | None:
         render_pareto(report, tmp)
         os.replace(tmp, folder / "pareto.png")
     except Exception as exc:  # the plot must never cost the JSON and Markdown reports
-        print(f"embedgate: pareto.png not written: {exc}", file=sys.stderr)
+        from embedgate.session import stderr_log
+
+        stderr_log(f"embedgate: pareto.png not written: {exc}")
     return folder
 
 

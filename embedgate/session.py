@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from backends import REFERENCE, BuildContext, EmbeddingBackend, Registry, TruncatedBackend
+from backends import BuildContext, EmbeddingBackend, Registry, TruncatedBackend
 from embedgate import EmbedgateError, MissingDependency
 from embedgate.cache import ArtifactCache
 from embedgate.gates import TestRecord
@@ -80,10 +80,6 @@ class EmbedgateSession:
             self.memo[key] = compute()
         return self.memo[key]
 
-    @property
-    def reference_name(self) -> str:
-        return REFERENCE
-
 
 def stderr_log(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+    print(line, file=sys.stderr, flush=True)  # noqa: T201 (the messages that pytest's reporter cannot show)

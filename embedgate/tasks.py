@@ -1,7 +1,7 @@
 """Task quality through mteb's own evaluators: offline tasks built from local data, and mteb tasks by name.
 
 - fixture-sts:        fixtures/sts.csv, pairs written and scored (0-5) for this project
-- fixture-retrieval:  fixtures/retrieval/, 40 documents, 36 queries with their relevant documents
+- fixture-retrieval:  fixtures/retrieval/, 60 documents, 36 queries with their relevant documents
 - stsb-test:          the STS Benchmark test split from --data-dir (DIR/stsb/stsb-en-test.csv)
 - any --mteb-tasks:   mteb.get_task(name), whose data must load without the hub (e.g. from a local HF cache)
 """
@@ -16,6 +16,8 @@ from embedgate import EmbedgateError, MissingDependency, UsageError
 from embedgate.data import fixture_retrieval, fixture_sts, read_sts_csv, stsb_test_file
 
 if TYPE_CHECKING:
+    from mteb.abstasks.task_metadata import TaskType
+
     from backends import EmbeddingBackend
 
 BUILTIN_TASKS = ("fixture-sts", "fixture-retrieval", "stsb-test")
@@ -31,7 +33,7 @@ def task_names(session) -> list[str]:
     return names + list(session.options.get("mteb_tasks", []))
 
 
-def _metadata(name: str, task_type: str, main_score: str, description: str):
+def _metadata(name: str, task_type: TaskType, main_score: str, description: str):
     from mteb.abstasks.task_metadata import TaskMetadata
 
     return TaskMetadata(
@@ -67,7 +69,7 @@ def _retrieval_task():
 
     class LocalRetrieval(AbsTaskRetrieval):
         metadata = _metadata("fixture-retrieval", "Retrieval", "ndcg_at_10",
-                             "embedgate's own retrieval set: 36 queries over 40 documents in 10 domains")
+                             "embedgate's own retrieval set: 36 queries over 60 documents in 10 domains")
 
         def load_data(self, num_proc=None, **kwargs) -> None:
             self.dataset = {"default": {"test": {

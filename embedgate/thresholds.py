@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from backends import DEFAULT_BASELINE
 from embedgate import UsageError
 
 OFF = "off"
@@ -81,7 +82,7 @@ class Thresholds:
 
     @property
     def baseline(self) -> str:
-        return str(self._layered_top("baseline") or "torch-int8")
+        return str(self._layered_top("baseline") or DEFAULT_BASELINE)
 
     def _layered_top(self, key: str) -> Any:
         value = self._data.get(key)
@@ -117,7 +118,7 @@ class Thresholds:
         return copy.deepcopy(self._data)
 
 
-def load_thresholds(path: Path, overrides: list[str] = (), profile: str | None = None,
+def load_thresholds(path: Path, overrides: Sequence[str] = (), profile: str | None = None,
                     scopes: Scopes | None = None) -> Thresholds:
     """Read, validate and layer the file and its overrides; with `scopes`, every backend, family and task name in
     them must be one of those (call it after the backend registry is complete)."""

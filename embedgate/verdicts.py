@@ -21,6 +21,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+from embedgate.families import FAMILY_NAMES
+
 NOISY_FAMILIES = ("latency",)
 VERDICTS = ("pass", "fail", "skip", "any")
 
@@ -129,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--optional", action="append", default=[], metavar="GATE",
                         help="a table entry (name or glob) that may be absent from the run, e.g. "
                              "'quality/task_quality[[]stsb-test]' when no --data-dir was given (repeatable)")
-    parser.add_argument("--ignore-family", action="append", default=[], choices=("contract", "fidelity", "quality", "latency"),
+    parser.add_argument("--ignore-family", action="append", default=[], choices=FAMILY_NAMES,
                         help="do not compare this family's verdicts, e.g. latency on hardware the table was not "
                              "measured on (repeatable; errors still count)")
     parser.add_argument("--suggest", action="store_true",

@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
 pytest_plugins = ["pytester"]
-
-# pytester's in-process runs drop modules first imported inside them; `datasets` registers pyarrow extension
-# types on import and cannot be imported twice in one process, so the heavy libraries are imported here, once.
-import datasets  # noqa: E402,F401
-import mteb  # noqa: E402,F401
-import sentence_transformers  # noqa: E402,F401
 
 PROJECT = Path(__file__).resolve().parent.parent
 PROMPTS = {"query": "query: ", "document": "passage: ", "STS": "similar: "}
@@ -64,8 +59,30 @@ def make_tiny_model(folder: Path, *, dense: bool = True, prompts: dict | None = 
     return folder
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "fast: needs neither torch nor mteb nor a model: seconds in all (`make selftest-fast`)")
+
+
 @pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> Path:
+def heavy_libraries() -> None:
+    """pytester's in-process runs drop modules first imported inside them; `datasets` registers pyarrow extension
+    types on import and cannot be imported twice in one process, and a dropped `llama_cpp` leaves its two module-level
+    /dev/null files to the garbage collector (a ResourceWarning in whichever test runs then: an error under
+    filterwarnings = error). So the heavy libraries are imported once, in this process, before the first
+    in-process run (not at import of this file: the fast tier never loads them)."""
+    import datasets  # noqa: F401
+    import mteb  # noqa: F401
+    import sentence_transformers  # noqa: F401
+
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError:  # the gguf extra is not installed: its self-tests skip
+        pass
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory, heavy_libraries) -> Path:
     return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
 
 
@@ -74,30 +91,53 @@ def artifact_cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("cache")
 
 
+def project_warning_filters() -> list[str]:
+    """pytest.ini's filterwarnings (`error` and the named third-party ignores): the suite under test gets the same."""
+    import iniconfig
+
+    return str(iniconfig.IniConfig(PROJECT / "pytest.ini")["pytest"]["filterwarnings"]).splitlines()
+
+
 @pytest.fixture
-def suite(pytester: pytest.Pytester, artifact_cache):
+def suite(pytester: pytest.Pytester, artifact_cache, heavy_libraries, monkeypatch):
     """A pytester folder holding the real gate tests, thresholds and data fixtures, with embedgate enabled."""
     shutil.copytree(PROJECT / "tests", pytester.path / "tests")
     shutil.copytree(PROJECT / "fixtures", pytester.path / "fixtures")
     pytester.makeini(
-        "[pytest]\nembedgate = true\ntestpaths = tests\n"
-        "filterwarnings =\n    ignore::DeprecationWarning\n    ignore::FutureWarning\n"
+        "[pytest]\nembedgate = true\ntestpaths = tests\nfilterwarnings =\n"
+        + "".join(f"    {line}\n" for line in project_warning_filters())
     )
     pytester.makeconftest("from selftests.broken_backends import pytest_embedgate_register_backends  # noqa: F401\n")
-    return SuiteRunner(pytester, artifact_cache)
+    return SuiteRunner(pytester, artifact_cache, monkeypatch)
 
 
 class SuiteRunner:
-    def __init__(self, pytester: pytest.Pytester, cache: Path):
+    def __init__(self, pytester: pytest.Pytester, cache: Path, monkeypatch: pytest.MonkeyPatch):
         self.pytester = pytester
         self.cache = cache
+        self.monkeypatch = monkeypatch
+
+    def _args(self, args: tuple[str, ...]) -> tuple[str, ...]:
+        return ("-p", "no:cacheprovider", f"--artifact-cache={self.cache}", f"--report-dir={self.pytester.path / 'reports'}",
+                "--thresholds=" + str(self.pytester.path / "fixtures" / "thresholds.toml"), *args)
 
     def run(self, *args: str) -> pytest.RunResult:
-        report_dir = self.pytester.path / "reports"
-        return self.pytester.runpytest(
-            "-p", "no:cacheprovider", f"--artifact-cache={self.cache}", f"--report-dir={report_dir}",
-            "--thresholds=" + str(self.pytester.path / "fixtures" / "thresholds.toml"), *args,
-        )
+        """The suite in this process (no second import of torch and mteb). pytester restores sys.modules and
+        sys.path afterwards; os.environ, which the plugin writes (OMP_NUM_THREADS and friends, HF_HUB_OFFLINE), is
+        restored here, so that no run leaks its settings into the next or into this process's children."""
+        saved = dict(os.environ)
+        try:
+            return self.pytester.runpytest(*self._args(args))
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+    def run_in_subprocess(self, *args: str, timeout: float = 600) -> pytest.RunResult:
+        """The suite in a fresh interpreter, for runs whose process-wide state must neither leak out nor come in:
+        --threads sets torch's and the BLAS libraries' thread pools for the whole process (and a backend may leave
+        threads spinning), which the next in-process run and the timings would inherit."""
+        self.monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(PROJECT), os.environ.get("PYTHONPATH")])))
+        return self.pytester.runpytest_subprocess(*self._args(args), timeout=timeout)
 
     def report(self) -> dict:
         return json.loads((self.pytester.path / "reports" / "report.json").read_text())

@@ -25,6 +25,7 @@ def cached_files(cache: Path, backend: str) -> list[Path]:
     return sorted(p for p in (cache / backend).glob("*/model.gguf"))
 
 
+@pytest.mark.fast
 def test_interrupted_build_leaves_nothing(tmp_path):
     cache = ArtifactCache(tmp_path, log=lambda line: None)
 
@@ -37,7 +38,8 @@ def test_interrupted_build_leaves_nothing(tmp_path):
     assert not any((tmp_path / "onnx-fp32").iterdir()), "an interrupted build left files in the cache"
 
     built = cache.get_or_build("onnx-fp32", "k1", lambda out: (out / "model.onnx").write_bytes(b"whole"), {})
-    assert built.built and (built.path / "model.onnx").read_bytes() == b"whole"
+    assert built.built
+    assert (built.path / "model.onnx").read_bytes() == b"whole"
     again = cache.get_or_build("onnx-fp32", "k1", lambda out: pytest.fail("rebuilt a valid artifact"), {})
     assert not again.built
 
@@ -50,7 +52,8 @@ def test_gguf_built_cached_corrupted_and_rebuilt(suite, plain_model, artifact_ca
     assert len(files) == 1, files
 
     second = suite.run(f"--model={plain_model}", "--backends=gguf-f16", *GGUF_RUN)
-    assert second.ret == 0 and "embedgate: built" not in second.stdout.str(), "a second run must build nothing"
+    assert second.ret == 0, "a second run must build nothing"
+    assert "embedgate: built" not in second.stdout.str(), "a second run must build nothing"
 
     data = bytearray(files[0].read_bytes())
     data[len(data) // 2] ^= 0xFF
@@ -79,7 +82,8 @@ def test_damaged_user_artifact_is_a_one_line_error(suite, plain_model, artifact_
     messages = [t["message"] for t in suite.report()["tests"] if t["backend"] == "gguf-q4_k_m"]
     assert messages, "the damaged artifact's gates must be in the report"
     for message in messages:  # llama.cpp refuses the file, or crashes on it inside the probe process
-        assert message.startswith(f"gguf-q4_k_m: {bad}: llama.cpp ") and "corrupt" in message, message
+        assert message.startswith(f"gguf-q4_k_m: {bad}: llama.cpp "), message
+        assert "corrupt" in message, message
         assert len(message.splitlines()) == 1, message
     assert bad.read_bytes() == before, "a user artifact is never modified"
     assert not cached_files(artifact_cache, "gguf-q4_k_m"), "a user artifact must not trigger a build"
@@ -93,4 +97,5 @@ def test_user_artifact_is_gated_as_given(suite, plain_model, artifact_cache, tmp
     result = suite.run(f"--model={plain_model}", "--backends=gguf-q4_k_m", f"--artifact=gguf-q4_k_m={mine}", *GGUF_RUN)
     assert result.ret == 0, result.stdout.str()[-3000:]
     artifact = suite.report()["backends"]["gguf-q4_k_m"]["artifact"]
-    assert artifact["source"] == "user artifact" and artifact["path"] == str(mine), artifact
+    assert artifact["source"] == "user artifact", artifact
+    assert artifact["path"] == str(mine), artifact

@@ -6,6 +6,8 @@ import pytest
 
 from embedgate.gates import evaluate
 
+pytestmark = pytest.mark.fast
+
 
 @pytest.mark.parametrize(("args", "passed", "reason"), [
     (("retention", 0.9013, 0.95), False, "retention 0.9013 < 0.9500 required"),

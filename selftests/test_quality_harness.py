@@ -23,18 +23,22 @@ def test_degraded_backends_fail_fidelity(suite, tiny_model):
         assert metrics <= failing, f"{backend} should fail {sorted(metrics)}, fails {sorted(failing)}: {mine}"
     # an unchanged pipeline passes every fidelity gate; the reference is not compared with itself
     plain = {gate: v for (b, gate), v in verdicts.items() if b == "plain"}
-    assert plain and set(plain.values()) == {"pass"}, f"an unchanged pipeline must pass: {plain}"
+    assert plain, f"an unchanged pipeline must pass: {plain}"
+    assert set(plain.values()) == {"pass"}, f"an unchanged pipeline must pass: {plain}"
     assert {v for (b, _), v in verdicts.items() if b == "torch-fp32"} == {"skip"}
-    result.stdout.fnmatch_lines(["*no-last-dense: cosine-mean n/a: nothing to compare with >= 0.99 (24-dim vectors cannot match the reference's 16-dim ones*"])
+    result.stdout.fnmatch_lines(["*no-last-dense: cosine-mean n/a: nothing to compare with >= 0.99 "
+                                 "(24-dim vectors cannot match the reference's 16-dim ones*"])
 
 
 def test_measured_values_and_reasons_are_recorded(suite, tiny_model):
     suite.run(f"--model={tiny_model}", "-m", "fidelity", "--backends=noisy")
     gates = {t["gate"]: t for t in suite.report()["tests"] if t["backend"] == "noisy"}
     measurement = gates["fidelity/fidelity[cosine-mean]"]["measurements"][0]
-    assert measurement["threshold"] == 0.99 and measurement["passed"] is False
+    assert measurement["threshold"] == 0.99
+    assert measurement["passed"] is False
     assert 0.0 < measurement["value"] < 0.99
-    assert measurement["reason"].startswith("cosine-mean 0.") and "< 0.99" in measurement["reason"]
+    assert measurement["reason"].startswith("cosine-mean 0.")
+    assert "< 0.99" in measurement["reason"]
 
 
 def test_threshold_override_changes_the_verdict(suite, tiny_model):
@@ -65,4 +69,5 @@ def test_absolute_floor(suite):
               "--threshold=quality.floors.fixture-sts=0.95")
     mine = {t["gate"]: t for t in suite.report()["tests"]}["quality/task_quality[fixture-sts]"]
     assert mine["verdict"] == "fail"
-    assert "cosine_spearman 0.7" in mine["message"] and "< 0.9500 required (absolute floor for fixture-sts)" in mine["message"]
+    assert "cosine_spearman 0.7" in mine["message"]
+    assert "< 0.9500 required (absolute floor for fixture-sts)" in mine["message"]

@@ -8,6 +8,7 @@ from collections import Counter
 
 import pytest
 
+from embedgate.families import FAMILY_NAMES
 from embedgate.report import SCHEMA_FILE, recommend
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -36,6 +37,15 @@ def schema():
     return jsonschema.Draft202012Validator(schema)
 
 
+@pytest.mark.fast
+def test_schema_lists_the_gate_families_of_families_py():
+    """report.schema.json spells the family list out once ($defs/gate_family); it must be embedgate/families.py's."""
+    schema = json.loads(SCHEMA_FILE.read_text())
+    assert schema["$defs"]["gate_family"]["enum"] == list(FAMILY_NAMES)
+    text = SCHEMA_FILE.read_text()
+    assert text.count('"enum": ["contract"') == 1, "the family list is written once in the schema"
+
+
 def test_report_matches_the_run(suite, tiny_model, schema):
     result = suite.run(f"--model={tiny_model}", "--backends=plain,noisy,slow-3x", *RUN)
     assert result.ret == 1, "noisy fails fidelity and slow-3x fails its speedup gate: the run must exit 1"
@@ -59,7 +69,9 @@ def test_report_matches_the_run(suite, tiny_model, schema):
     assert backends["plain"]["summary"]["verdict"] == "pass"
     failed = next(g for g in backends["slow-3x"]["gates"] if g["verdict"] == "fail")
     speedup = failed["measurements"][0]
-    assert speedup["name"] == "speedup" and speedup["threshold"] == 0.6 and speedup["value"] < 0.6, speedup
+    assert speedup["name"] == "speedup", speedup
+    assert speedup["threshold"] == 0.6, speedup
+    assert speedup["value"] < 0.6, speedup
     assert "< 0.6000x required" in speedup["reason"], speedup
 
     # the decision rule: the fastest backend that passes every gate; every faster one with the gate that rejected it
@@ -73,7 +85,8 @@ def test_report_matches_the_run(suite, tiny_model, schema):
 
     markdown = (suite.pytester.path / "reports" / "report.md").read_text()
     assert "**Ship `plain`**" in markdown
-    assert "| `noisy` | ❌ fail |" in markdown and "| `plain` | ✅ pass |" in markdown
+    assert "| `noisy` | ❌ fail |" in markdown
+    assert "| `plain` | ✅ pass |" in markdown
     assert "fidelity/fidelity[cosine-mean]" in markdown, "failed gates are listed with their reason"
 
     png = (suite.pytester.path / "reports" / "pareto.png").read_bytes()
@@ -81,7 +94,8 @@ def test_report_matches_the_run(suite, tiny_model, schema):
     from matplotlib.image import imread
 
     pixels = imread(suite.pytester.path / "reports" / "pareto.png")
-    assert pixels.shape[0] > 300 and pixels.shape[1] > 500, pixels.shape
+    assert pixels.shape[0] > 300, pixels.shape
+    assert pixels.shape[1] > 500, pixels.shape
     assert pixels[..., :3].std() > 0.05, "pareto.png is blank"
 
     # the terminal summary: one line per backend and the recommendation
@@ -106,7 +120,8 @@ def test_partial_run_says_what_it_did_not_measure(suite, tiny_model, schema):
     assert report["backends"]["torch-fp32"]["summary"]["verdict"] == "skipped", \
         "a backend whose every gate was skipped has no verdict to ship on"
     assert report["recommendation"]["ship"] is None
-    assert report["backends"]["noisy"]["latency"] == {} and report["backends"]["noisy"]["summary"]["speedup_geomean"] is None
+    assert report["backends"]["noisy"]["latency"] == {}
+    assert report["backends"]["noisy"]["summary"]["speedup_geomean"] is None
     markdown = (suite.pytester.path / "reports" / "report.md").read_text()
     assert "Partial run: contract, quality, latency gates were not run" in markdown
     assert "**Ship nothing**" in markdown
@@ -117,6 +132,7 @@ def summary(verdict, speedup, gate=None):
             "first_failure": {"gate": gate, "reason": f"{gate} failed"} if gate else None}
 
 
+@pytest.mark.fast
 def test_decision_rule():
     summaries = {
         "torch-fp32": summary("pass", 0.6), "torch-int8": summary("pass", 1.0),
@@ -129,7 +145,8 @@ def test_decision_rule():
     assert [r["backend"] for r in rec["rejected"]] == ["model2vec", "gguf-q4_k_m"]
     assert rec["rejected"][0]["gate"] == "quality/task_quality[stsb-test]"
     nothing = recommend({"a": summary("fail", 3.0, "latency/x"), "b": summary("error", None, "contract/y")})
-    assert nothing["ship"] is None and nothing["reason"] == "no backend passed every gate"
+    assert nothing["ship"] is None
+    assert nothing["reason"] == "no backend passed every gate"
     assert [r["backend"] for r in nothing["rejected"]] == ["a", "b"]
 
 
@@ -166,7 +183,10 @@ def test_pareto_labels_never_overlap(n):
                 assert not a.overlaps(b), f"labels overlap: {a} and {b}"
         width, height = fig.canvas.get_width_height()
         for box in boxes:
-            assert box.x0 >= 0 and box.y0 >= 0 and box.x1 <= width and box.y1 <= height, f"label off the figure: {box}"
+            assert box.x0 >= 0, f"label off the figure's left edge: {box}"
+            assert box.y0 >= 0, f"label off the figure's bottom: {box}"
+            assert box.x1 <= width, f"label off the figure's right edge: {box}"
+            assert box.y1 <= height, f"label off the figure's top: {box}"
         key = "\n".join(t.get_text() for ax in fig.axes for t in ax.texts)
         assert all(f"backend-{i}" in key for i in range(n)), "the key table misses a backend"
     finally:

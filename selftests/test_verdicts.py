@@ -9,6 +9,8 @@ import pytest
 
 from embedgate.verdicts import compare, main, suggest
 
+pytestmark = pytest.mark.fast
+
 
 def gate(backend, name, verdict, family=None, value=None, threshold=None, message=""):
     measurements = [] if value is None else [{"name": "speedup", "value": value, "threshold": threshold, "op": ">=",
@@ -35,7 +37,8 @@ TABLE = {
 
 def test_matching_table_passes():
     problems, notes = compare(REPORT, TABLE, 0.25)
-    assert problems == [] and notes == []
+    assert problems == []
+    assert notes == []
 
 
 def test_gate_names_with_brackets_are_literal_and_the_longest_entry_wins():
@@ -67,7 +70,9 @@ def test_latency_flips_only_within_the_margin():
                                 gate("b", "latency/latency[b1-query]", "pass", value=1.1, threshold=1.0)
                                 for t in REPORT["tests"]]}
     problems, notes = compare(near, TABLE, 0.25)
-    assert problems == [] and len(notes) == 1 and "within the 25% latency margin" in notes[0]
+    assert problems == []
+    assert len(notes) == 1
+    assert "within the 25% latency margin" in notes[0]
     far = {**near, "tests": [t if t["gate"] != "latency/latency[b1-query]" or t["backend"] != "b" else
                              gate("b", "latency/latency[b1-query]", "pass", value=1.6, threshold=1.0)
                              for t in near["tests"]]}
@@ -82,12 +87,14 @@ def test_optional_entries_may_be_absent():
     report = {**REPORT, "tests": [t for t in REPORT["tests"] if "stsb" not in t["gate"]]}
     assert compare(report, TABLE, 0.25)[0] == ["a quality/task_quality[stsb-test]: in the table but no gate of the run matches it"]
     problems, notes = compare(report, TABLE, 0.25, ("quality/task_quality[[]stsb-test]",))
-    assert problems == [] and "not in this run" in notes[0]
+    assert problems == []
+    assert "not in this run" in notes[0]
 
 
 def test_suggested_table_matches_its_own_run():
     table = tomllib.loads(suggest(REPORT, 0.25))
-    assert table["a"]["contract/*"] == "pass" and table["b"]["latency/*"] == "fail"
+    assert table["a"]["contract/*"] == "pass"
+    assert table["b"]["latency/*"] == "fail"
     assert compare(REPORT, table, 0.25)[0] == []
 
 
@@ -105,6 +112,7 @@ def test_cli_exit_codes(tmp_path, capsys):
 def test_ignored_family_is_not_compared_but_its_errors_are():
     table = {"a": {"contract/*": "pass", "quality/task_quality[stsb-test]": "fail"}, "b": {"contract/*": "pass"}}
     problems, notes = compare(REPORT, table, 0.25, ignore_families=("latency",))
-    assert problems == [] and "not compared: latency" in notes[0]
+    assert problems == []
+    assert "not compared: latency" in notes[0]
     crashed = {**REPORT, "tests": REPORT["tests"] + [gate("b", "latency/cold_start", "error", message="died")]}
     assert compare(crashed, table, 0.25, ignore_families=("latency",))[0] == ["b latency/cold_start: error: died"]

@@ -149,7 +149,8 @@ def test_order_invariance(backend, mixed_texts, thresholds):
     backward = backend.encode(mixed_texts[::-1], batch_size=len(mixed_texts))[::-1]
     sims = cosines(forward, backward)
     limit = thresholds["contract"]["order_min_cosine"]
-    assert sims.min() >= limit, f"{backend.name}: reordering the batch moved text {int(np.argmin(sims))} to cosine {sims.min():.6f} < {limit}"
+    assert sims.min() >= limit, (
+        f"{backend.name}: reordering the batch moved text {int(np.argmin(sims))} to cosine {sims.min():.6f} < {limit}")
 
 
 @pytest.mark.parametrize("texts", [[""], [" "], ["\n\t  \r"], ["", "   ", "x"]], ids=["empty", "space", "whitespace", "mixed"])

@@ -59,54 +59,72 @@ def fit_plan(case, runs: list, one_text_runs: list, budget: float) -> BlockPlan:
     return BlockPlan.fit(each[0], sum(each[1:]), budget)
 
 
+def time_blocks(backend, baseline, case, batches: list[list[str]], budget: float, benchmark) -> tuple[BlockPlan, BlockTimer]:
+    """Both sides in alternating blocks (BlockTimer), the backend's calls through pytest-benchmark; the baseline
+    alone when it is the backend under test."""
+    is_baseline = backend.name == baseline.name
+    run_backend = timed_runner(backend, batches, case)
+    run_baseline = None if is_baseline else timed_runner(baseline, batches, case)
+    sides = [backend] if is_baseline else [backend, baseline]
+    plan = fit_plan(case, [run for run in (run_backend, run_baseline) if run],
+                    [timed_runner(side, [batches[0][:1]], case) for side in sides], budget)
+    timer = BlockTimer(run_backend, run_baseline, TEXT_VARIANTS, plan)
+    benchmark.group = f"{case.bucket} (~{case.tokens} tokens) batch {case.batch_size}"
+    benchmark.pedantic(run_backend, setup=timer.setup, rounds=plan.timed_calls, warmup_rounds=0, iterations=1)
+    if benchmark.disabled or benchmark.stats is None:
+        pytest.skip("benchmarks are disabled (--benchmark-disable): nothing was timed")
+    return plan, timer
+
+
+def roofline_of(egsession, backend, case, tokens: float, median: float) -> dict:
+    """The cell's roofline share; the CPU's peak is measured once per run between two latency cases (nothing else
+    runs then). Empty when the backend's compute or the model's shapes are unknown."""
+    peak = egsession.memoize("roofline_peak", lambda: measure_peak(egsession.threads))
+    shapes = egsession.memoize("roofline_shapes", lambda: Shapes.of(egsession.model))  # None: shapes unknown
+    compute = egsession.registry[backend.name].compute
+    return roofline_cell(shapes, peak, compute, tokens, case.batch_size, median) if compute and shapes else {}
+
+
 def test_latency(backend, baseline, latency_case, egsession, thresholds, gate, benchmark):
     case = latency_case
     texts, tokens = egsession.memoize(("bucket", case),
                                       lambda: bucket_texts(egsession.model, case, TEXT_VARIANTS * case.batch_size))
     batches = [texts[i * case.batch_size:(i + 1) * case.batch_size] for i in range(TEXT_VARIANTS)]
     is_baseline = backend.name == baseline.name
-    run_backend = timed_runner(backend, batches, case)
-    run_baseline = None if is_baseline else timed_runner(baseline, batches, case)
-    sides = [backend] if is_baseline else [backend, baseline]
-    plan = fit_plan(case, [run for run in (run_backend, run_baseline) if run],
-                    [timed_runner(side, [batches[0][:1]], case) for side in sides], egsession.options["latency_budget"])
-    timer = BlockTimer(run_backend, run_baseline, TEXT_VARIANTS, plan)
-    benchmark.group = f"{case.bucket} (~{case.tokens} tokens) batch {case.batch_size}"
-    benchmark.pedantic(run_backend, setup=timer.setup, rounds=plan.timed_calls, warmup_rounds=0, iterations=1)
-    if benchmark.disabled or benchmark.stats is None:
-        pytest.skip("benchmarks are disabled (--benchmark-disable): nothing was timed")
+    plan, timer = time_blocks(backend, baseline, case, batches, egsession.options["latency_budget"], benchmark)
 
     median = benchmark.stats.stats.median
     baseline_median = median if is_baseline else statistics.median(timer.baseline_times)
     speedup = 1.0 if is_baseline else timer.speedup(list(benchmark.stats.stats.data))
-    # the CPU's peak, measured once per run between two latency cases (nothing else runs then)
-    peak = egsession.memoize("roofline_peak", lambda: measure_peak(egsession.threads))
-    shapes = egsession.memoize("roofline_shapes", lambda: Shapes.of(egsession.model))  # None: shapes unknown
-    compute = egsession.registry[backend.name].compute
-    roofline = roofline_cell(shapes, peak, compute, tokens, case.batch_size, median) if compute and shapes else {}
     cell = {
         "bucket": case.bucket, "batch_size": case.batch_size, "tokens_per_text": round(tokens, 1),
         "median_s": median, "iqr_s": benchmark.stats.stats.iqr, "rounds": plan.timed_calls,
         "per_text_ms": 1000 * median / case.batch_size, "texts_per_s": case.batch_size / median,
         "tokens_per_s": tokens * case.batch_size / median, "baseline": baseline.name,
         "baseline_median_s": baseline_median, "speedup": speedup, "threads": egsession.threads,
-        "artifact_size_bytes": backend.metadata.size_bytes, **timer.details(), **roofline,
+        "artifact_size_bytes": backend.metadata.size_bytes, **timer.details(),
+        **roofline_of(egsession, backend, case, tokens, median),
     }
     benchmark.extra_info.update(cell)
     egsession.result(backend.name, "latency")[case.id] = cell
     gate.detail(**{k: cell[k] for k in ("median_s", "baseline_median_s", "per_text_ms", "rounds", "tokens_per_text")},
                 **timer.details())
 
-    latency = thresholds["latency"]
     if is_baseline:
         pytest.skip(f"{backend.name} is the baseline: speedup 1 by definition (median {1000 * median:.1f} ms)")
+    gate_speedup(gate, thresholds["latency"], cell, plan)
+    gate.enforce()
+
+
+def gate_speedup(gate, latency: dict, cell: dict, plan: BlockPlan) -> None:
+    """The speedup against its floor, and against the ceiling above which no real computation could be."""
+    speedup, per_text = cell["speedup"], 1000 / cell["batch_size"]
     gate.measure("speedup", speedup, latency.get("min_speedup"), unit="x",
-                 what=f"vs {baseline.name}, median of {plan.blocks} block pairs: {1000 * median / case.batch_size:.2f} "
-                      f"ms vs {1000 * baseline_median / case.batch_size:.2f} ms per text over the test")
+                 what=f"vs {cell['baseline']}, median of {plan.blocks} block pairs: {per_text * cell['median_s']:.2f} "
+                      f"ms vs {per_text * cell['baseline_median_s']:.2f} ms per text over the test")
     if latency.get("implausible_speedup") is not None and speedup > latency["implausible_speedup"]:
         gate.measure("plausible-speedup", speedup, latency["implausible_speedup"], op="<=", unit="x",
                      what="faster than a real computation could be: cached or skipped work?")
-    gate.enforce()
 
 
 def test_cold_start(backend, egsession, thresholds, gate):
