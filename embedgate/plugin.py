@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from embedgate import EmbedgateError, MissingDependency, UsageError
+from embedgate import BackendUnavailable, EmbedgateError, MissingDependency, UsageError
 
 SESSION_KEY = pytest.StashKey["EmbedgateSession"]()
 MARKERS = {
@@ -22,7 +22,7 @@ MARKERS = {
 }
 DEFAULT_BUCKETS = ("query", "sentence", "paragraph", "long")
 DEFAULT_BATCH_SIZES = (1, 5, 32)
-PATH_OPTIONS = ("--model", "--data-dir", "--artifact-cache", "--thresholds", "--report-dir")
+PATH_OPTIONS = ("--model", "--data-dir", "--artifact-cache", "--thresholds", "--report-dir", "--distill-corpus")
 
 
 # ---------------------------------------------------------------- option parsers (argparse `type=`)
@@ -79,6 +79,20 @@ def bucket_names(value: str) -> tuple[str, ...]:
     return names
 
 
+def corpus_file(value: str) -> Path:
+    """--distill-corpus: a readable UTF-8 file with at least one non-empty line (one text a line)."""
+    path = Path(value).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise argparse.ArgumentTypeError(f"no such file: {value}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise argparse.ArgumentTypeError(f"cannot read {value} as UTF-8 text ({exc})") from None
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"{value} is empty; give one text a line") from None
+    return path.resolve()
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("embedgate", type="bool", default=False,
                   help="run embedgate's gates in this project (the plugin is inert without it)")
@@ -113,6 +127,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="batch sizes to time (default: 1,5,32)")
     group.addoption("--latency-budget", type=positive_float, default=6.0, metavar="SECONDS",
                     help="time budget per benchmark, baseline rounds included (default: 6)")
+    group.addoption("--distill-corpus", type=corpus_file, default=None, metavar="FILE",
+                    help="texts (one a line) that model2vec-tuned is fitted on, to the reference's vectors "
+                         "(default: STS-B train+dev sentences under --data-dir; without either it skips)")
     group.addoption("--report-dir", type=Path, default=None, metavar="DIR",
                     help="where report.json, report.md and pareto.png are written (default: ./reports)")
 
@@ -202,6 +219,8 @@ def _make_session(config: pytest.Config, threads: int):
             "latency_batch_sizes": config.getoption("latency_batch_sizes"),
             "latency_budget": config.getoption("latency_budget"),
             "report_dir": report_dir,
+            "distill_corpus": config.getoption("distill_corpus"),
+            "data_dir": config.getoption("data_dir"),
         },
     )
 
@@ -311,6 +330,8 @@ def load_or_skip(config: pytest.Config, name: str):
     except MissingDependency as exc:
         if session.strict:
             pytest.fail(f"{name}: {exc} (--strict-backends)", pytrace=False)
+        pytest.skip(f"{name}: {exc}")
+    except BackendUnavailable as exc:  # not an install problem: --strict-backends does not turn it into a failure
         pytest.skip(f"{name}: {exc}")
     except EmbedgateError as exc:
         pytest.fail(f"{name}: {exc}", pytrace=False)
