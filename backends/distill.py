@@ -168,6 +168,8 @@ def predict_unselected(st, selected: np.ndarray, vectors: np.ndarray, vocab_size
     """Vectors for the tokens not passed through the model: a ridge map from the model's input embeddings to the
     pipeline vectors, fitted on the selected tokens."""
     table = st[0].auto_model.get_input_embeddings().weight.detach().float().numpy()[:vocab_size]
+    if len(table) < vocab_size:  # tokens the tokenizer knows and the model has no row for (Gemma's image token)
+        table = np.vstack([table, np.zeros((vocab_size - len(table), table.shape[1]), table.dtype)])
     x = table[selected]
     x_mean, y_mean = x.mean(0), vectors.mean(0)
     xc = x - x_mean
@@ -216,7 +218,8 @@ def distill_table(model_path: Path, threads: int, params: DistillParams, prompt:
     torch.manual_seed(params.seed)
     tokens, size = vocabulary(model_path / "tokenizer.json")
     st = load_pipeline(model_path, threads)
-    selected = select_tokens(st.tokenizer, size, params, corpus)
+    rows = st[0].auto_model.get_input_embeddings().weight.shape[0]
+    selected = select_tokens(st.tokenizer, min(size, rows), params, corpus)
     progress(f"embedgate: distilling: {len(selected)} of {size} tokens through {model_path.name}'s pipeline")
     start = time.perf_counter()
     vectors = pipeline_token_vectors(st, selected, params, prompt, progress)
