@@ -123,7 +123,11 @@ _BUILTIN = (
     BackendSpec("gguf-q4_k_m", "gguf", "gguf", True, "backends.gguf:load_q4_k_m",
                 "llama.cpp GGUF quantized to Q4_K_M through llama-cpp-python", requires=("llama_cpp",), compute="int8"),
     BackendSpec("model2vec", "model2vec", "model2vec", False, "backends.model2vec_static:load",
-                "a Model2Vec static model distilled from the reference model", requires=("model2vec",), compute=""),
+                "a Model2Vec static model distilled from the reference's whole pipeline (Dense folded in, wordfreq "
+                "weights)", requires=("model2vec", "wordfreq"), compute=""),
+    BackendSpec("model2vec-tuned", "model2vec", "model2vec", False, "backends.model2vec_static:load_tuned",
+                "the model2vec student fitted to the reference's sentence vectors on a corpus (--distill-corpus, "
+                "else STS-B train+dev)", requires=("model2vec", "wordfreq"), compute=""),
 )
 
 

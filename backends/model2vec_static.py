@@ -1,9 +1,10 @@
-"""model2vec: a static model distilled from the reference model with model2vec's `distill`.
+"""model2vec and model2vec-tuned: static students distilled from the reference model (backends/distill.py).
 
 A distilled model is a token-embedding table (PCA-reduced); encoding a text is a lookup and a mean, which is
 why it is ~100x faster, and why its vectors live in a space of their own: the registry marks it as not sharing
 the reference's vector space, so it is gated on task quality and latency, not on cosine to the reference.
-Distillation takes ~10 s for MiniLM and ~11 min for EmbeddingGemma's 262k-token vocabulary on 2 cores.
+`model2vec` is the distilled table; `model2vec-tuned` is that table fitted to the teacher's sentence vectors on a
+corpus (backends/tune.py): --distill-corpus, else STS-B train+dev sentences under --data-dir, else it skips.
 """
 
 from __future__ import annotations
@@ -15,29 +16,60 @@ import numpy as np
 
 from backends import BackendMetadata, BuildContext
 from backends._base import BaseBackend, Timer
-from embedgate import EmbedgateError
+from embedgate import BackendUnavailable, EmbedgateError
 from embedgate.cache import cache_key
 
-DISTILL_PARAMS: dict[str, Any] = {"pca_dims": 256, "sif_coefficient": 1e-4, "quantize_to": "float16", "pooling": "mean"}
+
+def _params():
+    from backends.distill import DistillParams
+
+    return DistillParams()
 
 
-def _distill(model, out_dir: Path, threads: int) -> None:
-    import torch
+def _versions() -> dict:
+    from importlib.metadata import version
+
+    import model2vec
+    import sentence_transformers
     import transformers
-    from model2vec.distill import distill
 
-    transformers.logging.set_verbosity_error()
-    torch.set_num_threads(threads)
-    static = distill(
-        model_name=str(model.path), device="cpu", trust_remote_code=False,
-        pca_dims=DISTILL_PARAMS["pca_dims"], sif_coefficient=DISTILL_PARAMS["sif_coefficient"],
-        quantize_to=DISTILL_PARAMS["quantize_to"], pooling=DISTILL_PARAMS["pooling"],
+    return {"model2vec": model2vec.__version__, "transformers": transformers.__version__,
+            "sentence_transformers": sentence_transformers.__version__, "wordfreq": version("wordfreq")}
+
+
+def _distill(ctx: BuildContext, out_dir: Path, params, facts_out: dict) -> None:
+    from backends import distill
+
+    table, facts = distill.distill_table(ctx.model.path, ctx.threads, params, ctx.model.prompt_for("similarity"),
+                                         ctx.cache.log)
+    facts_out.update(facts)
+    distill.save_student(table, ctx.model.path, out_dir, params, facts)
+
+
+def _built_student(ctx: BuildContext):
+    """The cached `model2vec` artifact (distilled now when missing) and its parameters for the report."""
+    try:
+        import model2vec.distill  # noqa: F401  (the 'distill' extra: torch, transformers)
+        import sentence_transformers  # noqa: F401
+        import wordfreq  # noqa: F401
+    except ImportError as exc:
+        raise EmbedgateError(f"building model2vec needs: pip install 'embedgate[model2vec]' ({exc})") from exc
+    params = _params()
+    key = cache_key(source=ctx.model.content_hash, params=params.as_dict(), method="pipeline-wordfreq",
+                    versions=_versions())
+    facts: dict = {}
+    artifact = ctx.cache.get_or_build(
+        "model2vec", key, lambda out: _distill(ctx, out, params, facts),
+        {"source_model": str(ctx.model.path), "source_sha256": ctx.model.content_hash,
+         "method": "each token through the reference's sentence-transformers pipeline (transformer, pooling, Dense; "
+                   "Normalize left out), wordfreq SIF weights, PCA", "params": params.as_dict(), "facts": facts},
     )
-    static.save_pretrained(str(out_dir))
+    recorded = {**artifact.manifest.get("params", {}), **artifact.manifest.get("facts", {})}
+    return artifact, recorded
 
 
 class Model2VecBackend(BaseBackend):
-    def __init__(self, ctx: BuildContext, folder: Path, metadata: BackendMetadata):
+    def __init__(self, ctx: BuildContext, folder: Path, metadata: BackendMetadata, name: str = "model2vec"):
         from model2vec import StaticModel
 
         try:
@@ -53,7 +85,7 @@ class Model2VecBackend(BaseBackend):
         vocabulary, dimension = self.static.embedding.shape
         metadata.params.update(vocabulary_size=int(vocabulary), dimensions=int(dimension), numpy_threads=ctx.threads,
                                normalize=bool(self.static.normalize))
-        super().__init__("model2vec", ctx.model, int(dimension), metadata)
+        super().__init__(name, ctx.model, int(dimension), metadata)
 
     zero_vector_for_empty = True  # no known token, nothing to average: a zero row by design (see _base)
 
@@ -76,33 +108,97 @@ class Model2VecBackend(BaseBackend):
         return self.static.encode(prompted, max_length=self.max_tokens)
 
 
-def load(ctx: BuildContext) -> Model2VecBackend:
-    if ctx.artifact is not None:
-        folder = ctx.artifact
-        if not folder.is_dir():
-            raise EmbedgateError(f"--artifact model2vec={folder}: expected a Model2Vec folder (save_pretrained output)")
-        size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-        metadata = BackendMetadata(str(folder), size, 0.0, source="user artifact")
-    else:
-        try:
-            import model2vec.distill  # noqa: F401  (the 'distill' extra: torch, transformers)
-        except ImportError as exc:
-            raise EmbedgateError(f"building model2vec needs model2vec's distill extra: pip install 'embedgate[model2vec]' ({exc})") from exc
-        import model2vec
-        import transformers
+def _user_artifact(ctx: BuildContext, name: str) -> tuple[Path, BackendMetadata]:
+    folder = ctx.artifact
+    if folder is None or not folder.is_dir():
+        raise EmbedgateError(f"--artifact {name}={folder}: expected a Model2Vec folder (save_pretrained output)")
+    size = sum(int(p.stat().st_size) for p in folder.rglob("*") if p.is_file())
+    return folder, BackendMetadata(str(folder), size, 0.0, source="user artifact")
 
-        key = cache_key(source=ctx.model.content_hash, params=DISTILL_PARAMS,
-                        versions={"model2vec": model2vec.__version__, "transformers": transformers.__version__})
-        artifact = ctx.cache.get_or_build(
-            "model2vec", key, lambda out: _distill(ctx.model, out, ctx.threads),
-            {"source_model": str(ctx.model.path), "source_sha256": ctx.model.content_hash, "params": DISTILL_PARAMS},
-        )
-        folder = artifact.path
-        metadata = BackendMetadata(
-            str(folder), artifact.size_bytes, 0.0, build_seconds=artifact.build_seconds, built_now=artifact.built,
-            source="built" if artifact.built else "cached", params=dict(DISTILL_PARAMS),
-        )
+
+def _finish(ctx: BuildContext, name: str, folder: Path, metadata: BackendMetadata) -> Model2VecBackend:
     with Timer() as timer:
-        backend = Model2VecBackend(ctx, folder, metadata)
+        backend = Model2VecBackend(ctx, folder, metadata, name)
     backend.metadata.load_seconds = timer.seconds
     return backend
+
+
+def load(ctx: BuildContext) -> Model2VecBackend:
+    if ctx.artifact is not None:
+        return _finish(ctx, "model2vec", *_user_artifact(ctx, "model2vec"))
+    artifact, recorded = _built_student(ctx)
+    metadata = BackendMetadata(
+        str(artifact.path), artifact.size_bytes, 0.0, build_seconds=artifact.build_seconds, built_now=artifact.built,
+        source="built" if artifact.built else "cached", params=recorded,
+    )
+    return _finish(ctx, "model2vec", artifact.path, metadata)
+
+
+def corpus_for(ctx: BuildContext) -> tuple[str, list[Path]]:
+    """The tuning corpus: --distill-corpus, else STS-B train+dev under --data-dir (never test), else none."""
+    given = ctx.options.get("distill_corpus")
+    if given:
+        return str(given), [Path(given)]
+    data_dir = ctx.options.get("data_dir")
+    if data_dir:
+        folder = Path(data_dir) / "stsb"
+        files = [folder / "stsb-en-train.csv", folder / "stsb-en-dev.csv"]
+        if all(f.is_file() for f in files):
+            return "stsb-en-train+dev sentences", files
+    raise BackendUnavailable(
+        "model2vec-tuned needs a corpus to fit the student to the teacher: --distill-corpus=FILE (one text a line), "
+        "or --data-dir with stsb/stsb-en-train.csv and stsb-en-dev.csv")
+
+
+def _tune(ctx: BuildContext, base: Path, corpus: tuple[str, list[Path]], params, out_dir: Path, facts_out: dict):
+    from model2vec import StaticModel
+
+    from backends import distill, tune
+
+    label, files = corpus
+    texts = tune.stsb_sentences(files[0].parent) if label.startswith("stsb-") else tune.read_corpus(files)
+    prompt = ctx.model.prompt_for(params.role)
+    prompted = [prompt + text for text in texts]
+    student = StaticModel.from_pretrained(str(base), force_download=False)
+    table = np.asarray(student.embedding, dtype=np.float32)
+    st = distill.load_pipeline(ctx.model.path, ctx.threads)
+    ctx.cache.log(f"embedgate: tuning: teacher vectors of {len(texts)} texts from the reference pipeline "
+                  "(sentence-transformers, fp32)")
+    targets = tune.teacher_vectors(st, prompted, ctx.cache.log)
+    del st
+    tuned, facts = tune.fit(table, student.tokenize(prompted), targets, params, ctx.threads, ctx.cache.log)
+    facts_out.update(facts)
+    recorded: dict[str, Any] = dict(student.config)["embedgate_distill"]  # type: ignore[assignment]  # our own key in the student's config.json
+    base_params = distill.DistillParams(**{k: v for k, v in recorded.items()
+                                           if k in distill.DistillParams.__dataclass_fields__})
+    distill.save_student(tuned, ctx.model.path, out_dir, base_params, {**recorded, **facts})
+
+
+def load_tuned(ctx: BuildContext) -> Model2VecBackend:
+    if ctx.artifact is not None:
+        return _finish(ctx, "model2vec-tuned", *_user_artifact(ctx, "model2vec-tuned"))
+    from backends.tune import TuneParams
+    from embedgate.cache import sha256_file
+
+    corpus = corpus_for(ctx)
+    base, recorded = _built_student(ctx)
+    params = TuneParams()
+    corpus_hash = [sha256_file(f) for f in corpus[1]]
+    key = cache_key(base=base.manifest["key"], corpus=corpus_hash, params=params.as_dict(), versions=_versions())
+    facts: dict = {}
+    artifact = ctx.cache.get_or_build(
+        "model2vec-tuned", key, lambda out: _tune(ctx, base.path, corpus, params, out, facts),
+        {"source_model": str(ctx.model.path), "source_sha256": ctx.model.content_hash,
+         "base": {"backend": "model2vec", "key": base.manifest["key"], "params": recorded},
+         "teacher": "torch-fp32: the reference sentence-transformers pipeline, normalised, with the role's prompt",
+         "corpus": {"name": corpus[0], "sha256": corpus_hash}, "params": params.as_dict(), "facts": facts},
+    )
+    manifest = artifact.manifest
+    report_params = {**{f"distill_{k}": v for k, v in recorded.items()}, **manifest.get("params", {}),
+                     **manifest.get("facts", {}), "corpus": manifest["corpus"]["name"],
+                     "teacher": "torch-fp32 (sentence-transformers pipeline)"}
+    metadata = BackendMetadata(
+        str(artifact.path), artifact.size_bytes, 0.0, build_seconds=artifact.build_seconds + base.build_seconds,
+        built_now=artifact.built, source="built" if artifact.built else "cached", params=report_params,
+    )
+    return _finish(ctx, "model2vec-tuned", artifact.path, metadata)

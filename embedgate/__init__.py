@@ -24,3 +24,8 @@ class MissingDependency(EmbedgateError):
             f"the '{extra}' extra is needed for this backend (no module '{module}'): "
             f"pip install 'embedgate[{extra}]'"
         )
+
+
+class BackendUnavailable(EmbedgateError):
+    """A backend that cannot run in this configuration (e.g. model2vec-tuned without a corpus): a skip with the
+    reason, not a failure."""

@@ -1,6 +1,7 @@
 """Cold start: what a container restart pays, measured in a fresh process.
 
     python -m embedgate.coldstart --model DIR --backend NAME --cache DIR --threads N [--artifact PATH]
+        [--distill-corpus FILE] [--data-dir DIR]
 
 Prints one JSON line: seconds to import the runtime, seconds to load the (already built) artifact, seconds of
 the first encode, and the process's peak resident memory after it.
@@ -30,7 +31,8 @@ def peak_rss_kb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # not Linux: no such carry-over to avoid
 
 
-def measure(model_path: Path, backend_name: str, cache_dir: Path, threads: int, artifact: Path | None) -> dict:
+def measure(model_path: Path, backend_name: str, cache_dir: Path, threads: int, artifact: Path | None,
+            options: dict | None = None) -> dict:
     started = time.perf_counter()
     from backends import BuildContext, builtin_registry
     from embedgate.cache import ArtifactCache
@@ -46,7 +48,7 @@ def measure(model_path: Path, backend_name: str, cache_dir: Path, threads: int, 
     imported = time.perf_counter()
     model = load_model_spec(model_path)
     cache = ArtifactCache(cache_dir, log=lambda line: print(line, file=sys.stderr))
-    backend = spec.load(BuildContext(model, cache, threads, artifact, {"gguf_probe": False}))
+    backend = spec.load(BuildContext(model, cache, threads, artifact, {"gguf_probe": False, **(options or {})}))
     loaded = time.perf_counter()
     backend.encode(["a first request after a container restart"], role="query")
     encoded = time.perf_counter()
@@ -65,8 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, required=True)
     parser.add_argument("--threads", type=int, required=True)
     parser.add_argument("--artifact", type=Path, default=None)
+    # the run's corpus options: model2vec-tuned's cached artifact is keyed on its corpus
+    parser.add_argument("--distill-corpus", type=Path, default=None)
+    parser.add_argument("--data-dir", type=Path, default=None)
     args = parser.parse_args(argv)
-    print(json.dumps(measure(args.model, args.backend, args.cache, args.threads, args.artifact)))
+    options = {"distill_corpus": args.distill_corpus, "data_dir": args.data_dir}
+    print(json.dumps(measure(args.model, args.backend, args.cache, args.threads, args.artifact, options)))
     return 0
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from embedgate import EmbedgateError, MissingDependency, UsageError
+from embedgate import BackendUnavailable, EmbedgateError, MissingDependency, UsageError
 from embedgate.families import FAMILY_NAMES, GATE_FAMILIES
 
 if TYPE_CHECKING:
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 SESSION_KEY: pytest.StashKey[EmbedgateSession] = pytest.StashKey()
 DEFAULT_BUCKETS = ("query", "sentence", "paragraph", "long")
 DEFAULT_BATCH_SIZES = (1, 5, 32)
-PATH_OPTIONS = ("--model", "--data-dir", "--artifact-cache", "--thresholds", "--report-dir")
+PATH_OPTIONS = ("--model", "--data-dir", "--artifact-cache", "--thresholds", "--report-dir", "--distill-corpus")
 
 
 # ---------------------------------------------------------------- option parsers (argparse `type=`)
@@ -78,6 +78,20 @@ def bucket_names(value: str) -> tuple[str, ...]:
     return names
 
 
+def corpus_file(value: str) -> Path:
+    """--distill-corpus: a readable UTF-8 file with at least one non-empty line (one text a line)."""
+    path = Path(value).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise argparse.ArgumentTypeError(f"no such file: {value}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise argparse.ArgumentTypeError(f"cannot read {value} as UTF-8 text ({exc})") from None
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"{value} is empty; give one text a line") from None
+    return path.resolve()
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("embedgate", type="bool", default=False,
                   help="run embedgate's gates in this project (the plugin is inert without it)")
@@ -115,6 +129,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--truncate-dim", type=positive_int, default=None, metavar="N",
                     help="gate every backend, the reference included, on its vectors' first N dims renormalised "
                          "(Matryoshka truncation), task scores against the full-size reference's")
+    group.addoption("--distill-corpus", type=corpus_file, default=None, metavar="FILE",
+                    help="texts (one a line) that model2vec-tuned is fitted on, to the reference's vectors "
+                         "(default: STS-B train+dev sentences under --data-dir; without either it skips)")
     group.addoption("--report-dir", type=Path, default=None, metavar="DIR",
                     help="where report.json, report.md and pareto.png are written (default: ./reports)")
 
@@ -209,6 +226,8 @@ def _make_session(config: pytest.Config, threads: int):
             "latency_budget": config.getoption("latency_budget"),
             "report_dir": report_dir,
             "truncate_dim": truncate_dim,
+            "distill_corpus": config.getoption("distill_corpus"),
+            "data_dir": config.getoption("data_dir"),
         },
     )
 
@@ -315,6 +334,8 @@ def load_or_skip(config: pytest.Config, name: str):
     except MissingDependency as exc:
         if session.strict:
             pytest.fail(f"{name}: {exc} (--strict-backends)", pytrace=False)
+        pytest.skip(f"{name}: {exc}")
+    except BackendUnavailable as exc:  # not an install problem: --strict-backends does not turn it into a failure
         pytest.skip(f"{name}: {exc}")
     except EmbedgateError as exc:
         pytest.fail(f"{name}: {exc}", pytrace=False)

@@ -58,7 +58,8 @@ def within_margin(test: dict, margin: float) -> bool:
 
 
 def compare(report: dict, table: dict[str, dict[str, str]], margin: float,
-            optional: tuple[str, ...] = (), ignore_families: tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
+            optional: tuple[str, ...] = (), ignore_families: tuple[str, ...] = (),
+            skippable: tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
     problems, notes = [], []
     used_patterns: set[tuple[str, str]] = set()
     if ignore_families:
@@ -77,6 +78,8 @@ def compare(report: dict, table: dict[str, dict[str, str]], margin: float,
             problems.append(f"{where}: {verdict}, but the table has no entry for it")
         elif expected == "any" or verdict == expected:
             continue
+        elif verdict == "skip" and backend in skippable:
+            notes.append(f"{where}: skip (table: {expected}); {backend} may skip here (its input was not given)")
         elif test.get("family") in NOISY_FAMILIES and within_margin(test, margin):
             notes.append(f"{where}: {verdict} (table: {expected}), within the {margin:.0%} latency margin: {test.get('message', '')}")
         else:
@@ -134,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ignore-family", action="append", default=[], choices=FAMILY_NAMES,
                         help="do not compare this family's verdicts, e.g. latency on hardware the table was not "
                              "measured on (repeatable; errors still count)")
+    parser.add_argument("--skippable", action="append", default=[], metavar="BACKEND",
+                        help="a backend whose gates may skip in this run, e.g. model2vec-tuned without a corpus "
+                             "(no --data-dir, no --distill-corpus) (repeatable)")
     parser.add_argument("--suggest", action="store_true",
                         help="print a table written from the report's verdicts (for review) instead of comparing")
     args = parser.parse_args(argv)
@@ -149,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         print(suggest(report, args.latency_margin), end="")
         return 0
     problems, notes = compare(report, load_table(args.table), args.latency_margin, tuple(args.optional),
-                              tuple(args.ignore_family))
+                              tuple(args.ignore_family), tuple(args.skippable))
     for note in notes:
         print(f"note       {note}")
     for problem in problems:

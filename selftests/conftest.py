@@ -16,7 +16,7 @@ PROMPTS = {"query": "query: ", "document": "passage: ", "STS": "similar: "}
 
 
 def make_tiny_model(folder: Path, *, dense: bool = True, prompts: dict | None = None, seed: int = 0,
-                    max_positions: int = 128) -> Path:
+                    max_positions: int = 128, first_activation: str = "activation.Tanh") -> Path:
     """A random 2-layer BERT in the sentence-transformers layout (mean pooling, Dense, Normalize, prompts).
 
     It reuses all-MiniLM-L6-v2's tokenizer files so that tokenization is real; only the weights are tiny."""
@@ -42,7 +42,7 @@ def make_tiny_model(folder: Path, *, dense: bool = True, prompts: dict | None = 
     (folder / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": 32, "pooling_mode_mean_tokens": True}))
     if dense:  # two Dense layers, as EmbeddingGemma has: 32 -> 24 (tanh) -> 16 (identity)
         for index, (size_in, size_out, activation) in enumerate(
-                [(32, 24, "activation.Tanh"), (24, 16, "linear.Identity")], start=2):
+                [(32, 24, first_activation), (24, 16, "linear.Identity")], start=2):
             path = folder / f"{index}_Dense"
             path.mkdir()
             path.joinpath("config.json").write_text(json.dumps({
@@ -84,6 +84,12 @@ def heavy_libraries() -> None:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory, heavy_libraries) -> Path:
     return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def linear_head_model(tmp_path_factory) -> Path:
+    """The tiny model with a linear Dense head, as EmbeddingGemma's: what a static student can fold in."""
+    return make_tiny_model(tmp_path_factory.mktemp("models") / "linear-head", first_activation="linear.Identity")
 
 
 @pytest.fixture(scope="session")

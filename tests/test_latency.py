@@ -136,6 +136,9 @@ def test_cold_start(backend, egsession, thresholds, gate):
                "--backend", backend.name, "--cache", str(egsession.cache.root), "--threads", str(egsession.threads)]
     if backend.name in egsession.artifacts:
         command += ["--artifact", str(egsession.artifacts[backend.name])]
+    for option in ("distill_corpus", "data_dir"):  # model2vec-tuned's corpus decides its cached artifact
+        if egsession.options.get(option):
+            command += [f"--{option.replace('_', '-')}", str(egsession.options[option])]
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1800)
     assert done.returncode == 0, f"{backend.name}: cold-start process failed: {done.stderr.strip().splitlines()[-1:]}"

@@ -1,0 +1,96 @@
+"""The static students on the tiny model: model2vec distils from the whole pipeline (a linear Dense head folded
+in, refused otherwise) and records its parameters; model2vec-tuned fits it on a corpus, or skips without one; a
+--distill-corpus that is missing or empty is a usage error before any test."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+CORPUS = [f"a short sentence number {i} about {topic}" for i, topic in enumerate(
+    ["cats", "dogs", "trains", "rain", "coffee", "music", "chess", "rivers", "bread", "stars"] * 6)]
+
+
+@pytest.fixture(scope="module")
+def context(linear_head_model, tmp_path_factory):
+    from selftests.test_overhead import context_for
+
+    return lambda **options: _with(context_for(linear_head_model, tmp_path_factory.mktemp("m2v-cache")), options)
+
+
+def _with(ctx, options):
+    ctx.options.update(options)
+    return ctx
+
+
+def manifest(backend) -> dict:
+    from embedgate.cache import MANIFEST
+
+    return json.loads((Path(backend.metadata.artifact_path) / MANIFEST).read_text())
+
+
+def test_model2vec_builds_from_the_pipeline_and_records_its_parameters(context):
+    from backends import builtin_registry
+
+    ctx = context()
+    backend = builtin_registry()["model2vec"].load(ctx)
+    recorded = manifest(backend)
+    assert recorded["params"]["weighting"] == "wordfreq"
+    assert recorded["params"]["pca_dims"] == 256
+    assert recorded["facts"]["tokens_through_model"] == recorded["facts"]["vocabulary_size"] == 30522
+    assert backend.dimension == 16, "the Dense head (32 -> 24 -> 16) is folded into the token vectors"
+    for key in ("sif_coefficient", "weighting", "pca_dims", "tokens_through_model", "top_words"):
+        assert key in backend.metadata.params, f"{key} does not reach the report"
+    vectors = backend.encode(["a cat sat on the mat", "trains run on rails"])
+    assert vectors.shape == (2, 16)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-3)
+    again = builtin_registry()["model2vec"].load(ctx)
+    assert again.metadata.source == "cached"
+
+
+def test_a_nonlinear_dense_head_is_refused(tiny_model, tmp_path):
+    from backends import builtin_registry
+    from embedgate import EmbedgateError
+    from selftests.test_overhead import context_for
+
+    with pytest.raises(EmbedgateError, match="Dense layer 2 has activation Tanh"):
+        builtin_registry()["model2vec"].load(context_for(tiny_model, tmp_path))
+
+
+def test_tuned_fits_on_the_corpus_and_says_which(context, tmp_path):
+    from backends import builtin_registry
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(CORPUS) + "\n")
+    backend = builtin_registry()["model2vec-tuned"].load(context(distill_corpus=corpus))
+    recorded = manifest(backend)
+    assert recorded["corpus"]["name"] == str(corpus)
+    assert recorded["teacher"].startswith("torch-fp32")
+    assert recorded["facts"]["corpus_texts"] == len(set(CORPUS))
+    assert recorded["base"]["backend"] == "model2vec"
+    assert backend.metadata.params["corpus"] == str(corpus)
+    assert backend.encode(["a cat sat on the mat"]).shape == (1, 16)
+
+
+def test_tuned_without_a_corpus_is_unavailable(context):
+    from backends import builtin_registry
+    from embedgate import BackendUnavailable
+
+    with pytest.raises(BackendUnavailable, match="--distill-corpus"):
+        builtin_registry()["model2vec-tuned"].load(context())
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (None, "no such file"), ("", "is empty"), ("\n  \n", "is empty")], ids=["missing", "empty", "blank"])
+def test_bad_distill_corpus_is_a_usage_error(suite, tiny_model, tmp_path, content, message):
+    path = tmp_path / "corpus.txt"
+    if content is not None:
+        path.write_text(content)
+    result = suite.run(f"--model={tiny_model}", "--backends=model2vec-tuned", f"--distill-corpus={path}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    lines = [line for line in result.stderr.lines if "error: argument --distill-corpus:" in line]
+    assert len(lines) == 1, result.stderr.lines
+    assert message in lines[0], result.stderr.lines
