@@ -39,7 +39,18 @@ ACCEPTANCE = $(PY) -m pytest --backends=all --strict-backends \
 	--report-dir=$(REPORT_DIR) --junitxml=$(REPORT_DIR)/junit.xml \
 	--benchmark-autosave --benchmark-storage=$(REPORT_DIR)/benchmarks $(PYTEST_ARGS)
 
-.PHONY: install acceptance selftest selftest-fast verdicts lint lint-workflows ci clean
+# The EmbeddingGemma release profile (`make acceptance-gemma MODEL=DIR`), sized for CI on 2 cores. A 300M model
+# costs minutes per backend in the contract, fidelity and STS-B gates alone, so the profile gates the reference, the
+# baseline and the six quantized builds a user would choose from; the fp32/f16 twins (exact, slower: onnx-fp32,
+# openvino-fp32, gguf-f16) and the Model2Vec students (a distillation of minutes cold) are in the by-hand run,
+# `make acceptance-gemma MODEL=DIR GEMMA_BACKENDS=all GEMMA_LATENCY=` (README, "EmbeddingGemma"). Latency: one
+# text per call on the query, sentence and 512-token buckets (one 2,048-token text is ~3 s in every backend).
+GEMMA_REPORT_DIR ?= reports/embeddinggemma
+GEMMA_EXPECTED ?= fixtures/expected_verdicts/embeddinggemma-300m.toml
+GEMMA_BACKENDS ?= torch-fp32,torch-int8,onnx-int8,onnx-q8w,onnx-q4w,openvino-int8,gguf-q8_0,gguf-q4_k_m
+GEMMA_LATENCY ?= --latency-buckets=query,sentence,paragraph --latency-batch-sizes=1 --latency-budget=4
+
+.PHONY: install acceptance acceptance-gemma selftest selftest-fast verdicts verdicts-gemma lint lint-workflows ci clean
 
 install: $(STAMP)
 
@@ -63,6 +74,14 @@ $(STAMP): pyproject.toml constraints.txt
 acceptance: install
 	@mkdir -p $(REPORT_DIR)
 	$(ACCEPTANCE); status=$$?; echo $$status > $(REPORT_DIR)/pytest-exit-code; exit $$status
+
+acceptance-gemma: install
+	@test -n "$(MODEL)" || { echo "make acceptance-gemma: give the model folder, e.g. MODEL=~/models/embeddinggemma-300m (../shared/scripts/get-embeddinggemma DIR assembles it)"; exit 2; }
+	$(MAKE) --no-print-directory acceptance REPORT_DIR=$(GEMMA_REPORT_DIR) MODEL=$(MODEL) \
+		PYTEST_ARGS="--backends=$(GEMMA_BACKENDS) $(GEMMA_LATENCY) $(PYTEST_ARGS)"
+
+verdicts-gemma:
+	$(MAKE) --no-print-directory verdicts REPORT_DIR=$(GEMMA_REPORT_DIR) EXPECTED=$(GEMMA_EXPECTED)
 
 selftest: install
 	$(PY) -m pytest selftests $(PYTEST_ARGS)
