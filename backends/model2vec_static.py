@@ -10,7 +10,7 @@ corpus (backends/tune.py): --distill-corpus, else STS-B train+dev sentences unde
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -134,29 +134,38 @@ def load(ctx: BuildContext) -> Model2VecBackend:
     return _finish(ctx, "model2vec", artifact.path, metadata)
 
 
-def corpus_for(ctx: BuildContext) -> tuple[str, list[Path]]:
+class Corpus(NamedTuple):
+    """What model2vec-tuned is fitted on: its name for the report, its files (hashed into the cache key), and
+    whether they are STS-B CSVs (sentence pairs) or a text file of one text a line."""
+
+    name: str
+    files: list[Path]
+    stsb_csv: bool
+
+
+def corpus_for(ctx: BuildContext) -> Corpus:
     """The tuning corpus: --distill-corpus, else STS-B train+dev under --data-dir (never test), else none."""
     given = ctx.options.get("distill_corpus")
     if given:
-        return str(given), [Path(given)]
+        return Corpus(str(given), [Path(given)], stsb_csv=False)
     data_dir = ctx.options.get("data_dir")
     if data_dir:
         folder = Path(data_dir) / "stsb"
         files = [folder / "stsb-en-train.csv", folder / "stsb-en-dev.csv"]
         if all(f.is_file() for f in files):
-            return "stsb-en-train+dev sentences", files
+            return Corpus("stsb-en-train+dev sentences", files, stsb_csv=True)
     raise BackendUnavailable(
         "model2vec-tuned needs a corpus to fit the student to the teacher: --distill-corpus=FILE (one text a line), "
         "or --data-dir with stsb/stsb-en-train.csv and stsb-en-dev.csv")
 
 
-def _tune(ctx: BuildContext, base: Path, corpus: tuple[str, list[Path]], params, out_dir: Path, facts_out: dict):
+def _tune(ctx: BuildContext, base: Path, corpus: Corpus, params, out_dir: Path, facts_out: dict):
     from model2vec import StaticModel
 
     from backends import distill, tune
 
-    label, files = corpus
-    texts = tune.stsb_sentences(files[0].parent) if label.startswith("stsb-") else tune.read_corpus(files)
+    # by how the corpus was chosen, not by its name: a --distill-corpus file may well be called stsb-*.txt
+    texts = tune.stsb_sentences(corpus.files) if corpus.stsb_csv else tune.read_corpus(corpus.files)
     prompt = ctx.model.prompt_for(params.role)
     prompted = [prompt + text for text in texts]
     student = StaticModel.from_pretrained(str(base), force_download=False)
@@ -183,7 +192,7 @@ def load_tuned(ctx: BuildContext) -> Model2VecBackend:
     corpus = corpus_for(ctx)
     base, recorded = _built_student(ctx)
     params = TuneParams()
-    corpus_hash = [sha256_file(f) for f in corpus[1]]
+    corpus_hash = [sha256_file(f) for f in corpus.files]
     key = cache_key(base=base.manifest["key"], corpus=corpus_hash, params=params.as_dict(), versions=_versions())
     facts: dict = {}
     artifact = ctx.cache.get_or_build(
@@ -191,7 +200,7 @@ def load_tuned(ctx: BuildContext) -> Model2VecBackend:
         {"source_model": str(ctx.model.path), "source_sha256": ctx.model.content_hash,
          "base": {"backend": "model2vec", "key": base.manifest["key"], "params": recorded},
          "teacher": "torch-fp32: the reference sentence-transformers pipeline, normalised, with the role's prompt",
-         "corpus": {"name": corpus[0], "sha256": corpus_hash}, "params": params.as_dict(), "facts": facts},
+         "corpus": {"name": corpus.name, "sha256": corpus_hash}, "params": params.as_dict(), "facts": facts},
     )
     manifest = artifact.manifest
     report_params = {**{f"distill_{k}": v for k, v in recorded.items()}, **manifest.get("params", {}),

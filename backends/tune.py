@@ -45,13 +45,13 @@ def read_corpus(paths: list[Path]) -> list[str]:
     return list(texts)
 
 
-def stsb_sentences(folder: Path) -> list[str]:
-    """The sentences of STS-B train and dev (never test: a quality gate evaluates it)."""
+def stsb_sentences(files: list[Path]) -> list[str]:
+    """The sentences of STS-B CSV files: train and dev (never test: a quality gate evaluates it), de-duplicated."""
     from embedgate.data import read_sts_csv
 
     texts: dict[str, None] = {}
-    for split in ("train", "dev"):
-        for first, second, _ in read_sts_csv(folder / f"stsb-en-{split}.csv", header=False):
+    for path in files:
+        for first, second, _ in read_sts_csv(path, header=False):
             texts[first.strip()] = None
             texts[second.strip()] = None
     texts.pop("", None)

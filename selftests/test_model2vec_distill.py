@@ -94,3 +94,25 @@ def test_bad_distill_corpus_is_a_usage_error(suite, tiny_model, tmp_path, conten
     lines = [line for line in result.stderr.lines if "error: argument --distill-corpus:" in line]
     assert len(lines) == 1, result.stderr.lines
     assert message in lines[0], result.stderr.lines
+
+
+@pytest.mark.fast
+def test_a_corpus_file_is_read_as_lines_whatever_its_name(tmp_path):
+    """How a corpus is read follows how it was chosen: a --distill-corpus named like STS-B's files is still one text a
+    line (it was once dispatched on its name, and read as the STS-B CSV pair of the folder it sat in)."""
+    from types import SimpleNamespace
+
+    from backends.model2vec_static import corpus_for
+
+    mine = tmp_path / "stsb-en-mine.txt"
+    mine.write_text("one text\nanother text\n", encoding="utf-8")
+    corpus = corpus_for(SimpleNamespace(options={"distill_corpus": mine, "data_dir": tmp_path}))
+    assert not corpus.stsb_csv, corpus
+    assert corpus.files == [mine], corpus
+    stsb = tmp_path / "stsb"
+    stsb.mkdir()
+    for split in ("train", "dev"):
+        (stsb / f"stsb-en-{split}.csv").write_text("a,b,1.0\n", encoding="utf-8")
+    corpus = corpus_for(SimpleNamespace(options={"data_dir": tmp_path}))
+    assert corpus.stsb_csv, corpus
+    assert corpus.name == "stsb-en-train+dev sentences", corpus
