@@ -206,7 +206,7 @@ class TruncatedBackend:
     def encode(self, texts: Sequence[str], *, role: str | None = None, batch_size: int = 32) -> np.ndarray:
         import numpy as np
 
-        from backends._base import EmbeddingError
+        from backends._base import EmbeddingError, l2_normalize
 
         full = self.untruncated.encode(texts, role=role, batch_size=batch_size)
         what = f"{self.name}: before truncation to {self.dimension} dims, its full-size vectors"
@@ -219,13 +219,12 @@ class TruncatedBackend:
         if len(full) and not (np.isfinite(norms).all() and np.abs(norms - 1.0).max() <= 1e-3):
             raise EmbeddingError(f"{what} have norms {np.nanmin(norms):.4f}..{np.nanmax(norms):.4f}, "
                                  "expected 1 (renormalising after the cut would hide it)")
-        cut = full[:, : self.dimension]
-        norms = np.linalg.norm(cut, axis=1, keepdims=True)
-        zero = np.flatnonzero(norms[:, 0] == 0)
+        cut = l2_normalize(full[:, : self.dimension])  # the renormalisation encode() applies, zero rows left zero
+        zero = np.flatnonzero(~cut.any(axis=1))
         if zero.size:
             raise EmbeddingError(f"{self.name}: the first {self.dimension} dims of text {int(zero[0])}'s vector are "
                                  "all zero: nothing to renormalise")
-        return np.ascontiguousarray(cut / norms, dtype=np.float32)
+        return cut
 
 
 def untruncated(backend: EmbeddingBackend) -> EmbeddingBackend:
