@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 CONTRACT_RUN = ("-m", "contract", "--backends=torch-fp32,broken-norm,broken-batch,broken-empty,broken-truncation")
 
 
@@ -67,3 +69,34 @@ def test_raw_output_is_gated_before_normalisation(suite, tiny_model):
             key = (backend, f"contract/rejects_invalid_unicode[{case}]")
             assert verdicts[key] == "pass", f"{key}: {verdicts[key]} {messages[key]}"
     assert verdicts[("broken-norm", "contract/raw_output")] == "skip", "a backend without encode_raw is skipped"
+
+
+@pytest.mark.fast
+def test_many_texts_are_batched_by_length_and_returned_in_order():
+    """encode() of more texts than one batch runs them in batches of similar length; each vector comes back at its
+    own text's position, and no batch mixes short and long texts (what the sorting is for)."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from backends import BackendMetadata
+    from backends._base import BaseBackend
+
+    class Recording(BaseBackend):
+        batches: list[list[str]] = []
+
+        def _embed(self, texts):
+            self.batches.append(list(texts))
+            return np.array([[len(t), sum(map(ord, t)) % 97 + 1.0, 1.0] for t in texts], dtype=np.float32)
+
+    model = SimpleNamespace(max_seq_length=128, prompt_for=lambda role: "", pooling="mean", normalize=True)
+    backend = Recording("recording", model, 3, BackendMetadata("-", 0, 0.0))
+    texts = [("word " * (i % 9 + 1)) + str(i) for i in range(40)]
+    together = backend.encode(texts, batch_size=4)
+    alone = np.concatenate([backend.encode([t]) for t in texts])
+    np.testing.assert_allclose(together, alone, err_msg="a vector came back at another text's position")
+    sorted_batches = backend.batches[:10]
+    assert len(sorted_batches) == 10, backend.batches
+    for batch in sorted_batches:
+        lengths = [len(t) for t in batch]
+        assert max(lengths) - min(lengths) <= 6, f"a batch mixes lengths {lengths}"
