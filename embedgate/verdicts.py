@@ -59,7 +59,7 @@ def within_margin(test: dict, margin: float) -> bool:
 
 def compare(report: dict, table: dict[str, dict[str, str]], margin: float,
             optional: tuple[str, ...] = (), ignore_families: tuple[str, ...] = (),
-            skippable: tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
+            skippable: tuple[str, ...] = (), not_in_profile: tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
     problems, notes = [], []
     used_patterns: set[tuple[str, str]] = set()
     if ignore_families:
@@ -86,6 +86,12 @@ def compare(report: dict, table: dict[str, dict[str, str]], margin: float,
             problems.append(f"{where}: {verdict}, expected {expected}: {test.get('message', '') or 'passed'}")
     ran_backends = {test["backend"] for test in report["tests"]}
     for backend, gates in table.items():
+        if backend in not_in_profile:
+            if backend in ran_backends:
+                problems.append(f"{backend}: ran, but --not-in-profile says this profile leaves it out")
+            else:
+                notes.append(f"{backend}: in the table, not in this profile (--not-in-profile): not compared")
+            continue
         if backend not in ran_backends:
             problems.append(f"{backend}: in the table but not in the run")
             continue
@@ -140,6 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skippable", action="append", default=[], metavar="BACKEND",
                         help="a backend whose gates may skip in this run, e.g. model2vec-tuned without a corpus "
                              "(no --data-dir, no --distill-corpus) (repeatable)")
+    parser.add_argument("--not-in-profile", action="append", default=[], metavar="BACKEND",
+                        help="a table backend this profile deliberately does not run, e.g. the 4-bit builds in CI's "
+                             "EmbeddingGemma profile (repeatable; comma-separated lists too); one that ran anyway is a "
+                             "mismatch")
     parser.add_argument("--suggest", action="store_true",
                         help="print a table written from the report's verdicts (for review) instead of comparing")
     args = parser.parse_args(argv)
@@ -155,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         print(suggest(report, args.latency_margin), end="")
         return 0
     problems, notes = compare(report, load_table(args.table), args.latency_margin, tuple(args.optional),
-                              tuple(args.ignore_family), tuple(args.skippable))
+                              tuple(args.ignore_family), tuple(args.skippable),
+                              tuple(name for given in args.not_in_profile for name in given.split(",") if name))
     for note in notes:
         print(f"note       {note}")
     for problem in problems:

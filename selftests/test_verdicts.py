@@ -127,3 +127,15 @@ def test_a_skippable_backend_may_skip_but_not_err():
     assert all("may skip here" in note for note in notes)
     errored = {**report, "tests": [*report["tests"], gate("b", "contract/shape", "error", message="boom")]}
     assert compare(errored, TABLE, 0.25, skippable=("b",))[0] == ["b contract/shape: error: boom"]
+
+
+def test_a_backend_left_out_of_the_profile_is_a_note_and_one_that_ran_anyway_a_mismatch():
+    """CI's EmbeddingGemma profile leaves the 4-bit builds to the by-hand run: their table entries are not compared,
+    but only when the profile says so, and a backend said to be left out that ran is a mismatch (a stale list)."""
+    table = {**TABLE, "c": {"contract/*": "pass"}}
+    assert compare(REPORT, table, 0.25)[0] == ["c: in the table but not in the run"]
+    problems, notes = compare(REPORT, table, 0.25, not_in_profile=("c",))
+    assert problems == []
+    assert notes == ["c: in the table, not in this profile (--not-in-profile): not compared"]
+    assert compare(REPORT, table, 0.25, not_in_profile=("b", "c"))[0] == [
+        "b: ran, but --not-in-profile says this profile leaves it out"]
