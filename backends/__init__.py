@@ -49,6 +49,16 @@ class EmbeddingBackend(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class BuildOptions:
+    """The run's options a build may depend on, typed and frozen (a backend cannot change them for the next one).
+    A build whose artifact depends on one puts it in its cache key (model2vec-tuned: its corpus)."""
+
+    distill_corpus: Path | None = None  # --distill-corpus: model2vec-tuned's corpus, one text a line
+    data_dir: Path | None = None  # --data-dir: model2vec-tuned falls back to STS-B train+dev under it
+    probe: bool = True  # GGUF: embed one text at the file's context length in a subprocess after loading
+
+
 @dataclass
 class BuildContext:
     """Everything a backend factory may use: the reference model, the cache, the thread budget."""
@@ -57,7 +67,7 @@ class BuildContext:
     cache: ArtifactCache
     threads: int
     artifact: Path | None = None  # a user-supplied artifact (--artifact NAME=PATH): load it, never build or modify it
-    options: dict[str, Any] = field(default_factory=dict)
+    options: BuildOptions = field(default_factory=BuildOptions)
 
 
 @dataclass(frozen=True)

@@ -276,7 +276,7 @@ def _load(ctx: BuildContext, quant: str) -> GgufBackend:
             built_now=artifact.built, source="built" if artifact.built else "cached",
             params=dict(artifact.manifest.get("params", {})),
         )
-    if ctx.options.get("gguf_probe", True):  # the cold-start process skips it: this run probed the file already
+    if ctx.options.probe:  # the cold-start process skips it: this run probed the file already
         probe_in_subprocess(path, ctx.model.max_seq_length)
     with Timer() as timer:
         backend = GgufBackend(name, ctx, path, metadata)

@@ -145,10 +145,10 @@ class Corpus(NamedTuple):
 
 def corpus_for(ctx: BuildContext) -> Corpus:
     """The tuning corpus: --distill-corpus, else STS-B train+dev under --data-dir (never test), else none."""
-    given = ctx.options.get("distill_corpus")
+    given = ctx.options.distill_corpus
     if given:
         return Corpus(str(given), [Path(given)], stsb_csv=False)
-    data_dir = ctx.options.get("data_dir")
+    data_dir = ctx.options.data_dir
     if data_dir:
         folder = Path(data_dir) / "stsb"
         files = [folder / "stsb-en-train.csv", folder / "stsb-en-dev.csv"]

@@ -10,11 +10,16 @@ the first encode, and the process's peak resident memory after it.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import resource
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from backends import BuildOptions
 
 
 def peak_rss_kb() -> int:
@@ -32,9 +37,9 @@ def peak_rss_kb() -> int:
 
 
 def measure(model_path: Path, backend_name: str, cache_dir: Path, threads: int, artifact: Path | None,
-            options: dict | None = None) -> dict:
+            options: BuildOptions | None = None) -> dict:
     started = time.perf_counter()
-    from backends import BuildContext, builtin_registry
+    from backends import BuildContext, BuildOptions, builtin_registry
     from embedgate.cache import ArtifactCache
     from embedgate.model import load_model_spec
 
@@ -48,7 +53,9 @@ def measure(model_path: Path, backend_name: str, cache_dir: Path, threads: int, 
     imported = time.perf_counter()
     model = load_model_spec(model_path)
     cache = ArtifactCache(cache_dir, log=lambda line: print(line, file=sys.stderr))
-    backend = spec.load(BuildContext(model, cache, threads, artifact, {"gguf_probe": False, **(options or {})}))
+    # no GGUF probe: the run that spawned this process probed the file already
+    build_options = dataclasses.replace(options or BuildOptions(), probe=False)
+    backend = spec.load(BuildContext(model, cache, threads, artifact, build_options))
     loaded = time.perf_counter()
     backend.encode(["a first request after a container restart"], role="query")
     encoded = time.perf_counter()
@@ -71,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--distill-corpus", type=Path, default=None)
     parser.add_argument("--data-dir", type=Path, default=None)
     args = parser.parse_args(argv)
-    options = {"distill_corpus": args.distill_corpus, "data_dir": args.data_dir}
+    from backends import BuildOptions
+
+    options = BuildOptions(distill_corpus=args.distill_corpus, data_dir=args.data_dir)
     print(json.dumps(measure(args.model, args.backend, args.cache, args.threads, args.artifact, options)))
     return 0
 

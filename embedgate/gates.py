@@ -3,6 +3,10 @@
 A gate test measures with `gate.measure(...)` (as many as it needs) and ends with `gate.enforce()`, which
 fails the test with every failed measurement's reason. Every test outcome is recorded too, so that contract
 tests (plain asserts) and errors appear in the report beside the measured gates.
+
+The record is the test's only result: what it measured in full (a latency cell, a task's scores, the fidelity
+metrics, the cold-start figures) goes in with `gate.result(section, values, key=...)`, and the report's per-backend
+sections are assembled from the records alone (embedgate.report.sections).
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from typing import Any
 from embedgate.families import FAMILY_NAMES
 
 OPS = {">=": operator.ge, "<=": operator.le}
+# report.json's per-backend sections a gate's full measurement may go into (backends.<name>.<section>)
+SECTIONS = ("latency", "fidelity", "quality", "coldstart")
 NEGATED = {">=": "<", "<=": ">"}
 
 
@@ -71,6 +77,8 @@ class TestRecord:
     duration: float = 0.0
     measurements: list[Measurement] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
+    # the full measurement for the report: (section, key or None, values); key None merges into the section
+    result: tuple[str, str | None, dict[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         if self.family not in FAMILY_NAMES:
@@ -103,6 +111,15 @@ class GateRecorder:
 
     def detail(self, **values: Any) -> None:
         self.record.details.update(values)
+
+    def result(self, section: str, values: dict[str, Any], *, key: str | None = None) -> dict[str, Any]:
+        """The test's full measurement, as report.json shows it under backends.<name>.<section>[.<key>] (a key
+        per latency case or task; none for fidelity and cold start, whose tests share one measurement). Returns
+        `values`, e.g. for pytest-benchmark's extra_info, so every store gets the same numbers."""
+        if section not in SECTIONS:
+            raise ValueError(f"{self.record.nodeid}: result section {section!r} is not one of {', '.join(SECTIONS)}")
+        self.record.result = (section, key, values)
+        return values
 
     def enforce(self) -> None:
         """Fail the test with the reason of every failed measurement; skip if nothing was gated."""

@@ -34,13 +34,13 @@ class LatencyCase:
 def latency_cases(session) -> list[LatencyCase]:
     max_tokens = session.model.max_seq_length
     targets: dict[str, int] = {}
-    for bucket in session.options["latency_buckets"]:
+    for bucket in session.options.latency_buckets:
         tokens = max_tokens if bucket == "long" else BUCKET_TOKENS[bucket]
         if bucket != "long" and tokens >= max_tokens:
             continue  # the model's max length is the "long" bucket already
         targets[bucket] = tokens
     return [LatencyCase(bucket, tokens, size) for bucket, tokens in targets.items()
-            for size in session.options["latency_batch_sizes"]]
+            for size in session.options.latency_batch_sizes]
 
 
 @lru_cache(maxsize=8)

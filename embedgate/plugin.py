@@ -1,6 +1,7 @@
 """The embedgate pytest plugin: options in one group, hooks in one place.
 
-Loaded by the project's root conftest.py (`pytest_plugins = ["embedgate.plugin"]`).
+Registered through the `pytest11` entry point (the root conftest.py loads it when the project is not installed);
+it acts only where the ini says `embedgate = true`.
 """
 
 from __future__ import annotations
@@ -174,10 +175,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _make_session(config: pytest.Config, threads: int):
-    from backends import builtin_registry
+    from backends import BuildOptions, builtin_registry
     from embedgate.cache import ArtifactCache, default_cache_dir
     from embedgate.model import resolve_model
-    from embedgate.session import EmbedgateSession
+    from embedgate.session import EmbedgateSession, RunOptions
     from embedgate.tasks import BUILTIN_TASKS
     from embedgate.thresholds import Scopes, default_thresholds_file, load_thresholds
 
@@ -218,17 +219,16 @@ def _make_session(config: pytest.Config, threads: int):
         model=model, registry=registry, selected=selected, thresholds=thresholds,
         cache=ArtifactCache(cache_dir, lambda line: live_line(config, line)), threads=threads,
         strict=config.getoption("strict_backends"), artifacts=artifacts, data_dir=config.getoption("data_dir"),
-        options={
-            "baseline": baseline,
-            "mteb_tasks": mteb_tasks,
-            "latency_buckets": config.getoption("latency_buckets"),
-            "latency_batch_sizes": config.getoption("latency_batch_sizes"),
-            "latency_budget": config.getoption("latency_budget"),
-            "report_dir": report_dir,
-            "truncate_dim": truncate_dim,
-            "distill_corpus": config.getoption("distill_corpus"),
-            "data_dir": config.getoption("data_dir"),
-        },
+        options=RunOptions(
+            baseline=baseline,
+            mteb_tasks=tuple(mteb_tasks),
+            latency_buckets=tuple(config.getoption("latency_buckets")),
+            latency_batch_sizes=tuple(config.getoption("latency_batch_sizes")),
+            latency_budget=config.getoption("latency_budget"),
+            report_dir=Path(report_dir),
+            truncate_dim=truncate_dim,
+            build=BuildOptions(distill_corpus=config.getoption("distill_corpus"), data_dir=config.getoption("data_dir")),
+        ),
     )
 
 

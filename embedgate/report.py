@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from embedgate.families import FAMILY_NAMES
+from embedgate.gates import SECTIONS, TestRecord
 
 SCHEMA_VERSION = 2  # 2: run.truncate_dim, backend dimension/runtime_dimension, quality (reference_)dimension
 SCHEMA_FILE = Path(__file__).resolve().parent / "report.schema.json"  # what report.json promises; the self-tests hold it to it
@@ -28,11 +29,24 @@ def _geomean(values: list[float]) -> float | None:
     return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
 
 
-def backend_summary(session, name: str, records: list) -> dict[str, Any]:
-    results = session.results.get(name, {})
-    latency = results.get("latency", {})
-    quality = results.get("quality", {})
-    coldstart = results.get("coldstart", {})
+def sections(records: list[TestRecord]) -> dict[str, dict[str, Any]]:
+    """A backend's report sections (latency cells by case, quality by task, fidelity, cold start), assembled from
+    its gate records' results: the records are the run's only result."""
+    out: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
+    for record in records:
+        if record.result is None:
+            continue
+        section, key, values = record.result
+        if key is None:
+            out[section].update(values)
+        else:
+            out[section][key] = values
+    return out
+
+
+def backend_summary(session, name: str, records: list[TestRecord]) -> dict[str, Any]:
+    results = sections(records)
+    latency, quality, coldstart = results["latency"], results["quality"], results["coldstart"]
     loaded = session.loaded.get(name)
     metadata = getattr(loaded, "metadata", None)
     verdicts = [r.verdict for r in records]  # build_report passes only the tests that ran
@@ -97,6 +111,7 @@ def build_report(session, config=None) -> dict[str, Any]:
         mine = [r for r in records if r.backend == name]
         loaded = session.loaded.get(name)
         spec = session.registry[name]
+        results = sections(mine)
         backends[name] = {
             "family": spec.family, "description": spec.description,
             "shares_reference_space": spec.shares_reference_space,
@@ -105,10 +120,7 @@ def build_report(session, config=None) -> dict[str, Any]:
             "runtime_dimension": getattr(loaded, "runtime_dimension", getattr(loaded, "dimension", None)),
             "load_error": str(getattr(loaded, "error", "")) or None,
             "summary": backend_summary(session, name, mine),
-            "latency": session.results.get(name, {}).get("latency", {}),
-            "fidelity": session.results.get(name, {}).get("fidelity", {}),
-            "quality": session.results.get(name, {}).get("quality", {}),
-            "coldstart": session.results.get(name, {}).get("coldstart", {}),
+            **results,  # latency, fidelity, quality, coldstart
             "thresholds": session.thresholds_for(name),
             "gates": [r.as_dict() for r in mine],
         }
@@ -129,16 +141,16 @@ def build_report(session, config=None) -> dict[str, Any]:
         "model": session.model.describe(),
         "machine": environment_info(session.threads),
         "backends": backends,
-        "roofline": _roofline(session),
+        "roofline": _roofline(records),
         "recommendation": recommend(summaries),
         "tests": [r.as_dict() for r in records],
         "cache_events": [event.as_dict() for event in session.cache.events],
     }
 
 
-def _roofline(session) -> dict[str, Any] | None:
-    peak = session.memo.get("roofline_peak")
-    return peak.as_dict() if peak is not None else None
+def _roofline(records: list[TestRecord]) -> dict[str, Any] | None:
+    """The GEMM peak the latency gates measured their roofline shares against (one per run, in each record)."""
+    return next((r.details["roofline_peak"] for r in records if "roofline_peak" in r.details), None)
 
 
 def tasks_not_run(session) -> dict[str, str]:
@@ -174,7 +186,7 @@ def _mb(value: float | None) -> str:
 def terminal_lines(session) -> list[str]:
     # the report write_reports wrote (pytest's terminal summary comes after our sessionfinish), so the terminal
     # and the files say the same; built here only when no report was written
-    report = session.memo.get("report") or build_report(session)
+    report = session.report or build_report(session)
     lines = []
     width = max([12, *map(len, report["backends"])])
     for name, backend in report["backends"].items():
@@ -450,8 +462,8 @@ def write_reports(session, config) -> Path | None:
     """Write report.json, report.md and pareto.png; a folder that cannot take them is one EmbedgateError line."""
     from embedgate import EmbedgateError
 
-    folder = Path(session.options["report_dir"])
-    report = session.memo["report"] = build_report(session, config)  # the terminal summary shows it either way
+    folder = session.options.report_dir
+    report = session.report = build_report(session, config)  # the terminal summary shows it either way
     try:
         folder.mkdir(parents=True, exist_ok=True)
         _atomic_write(folder / "report.json", json.dumps(report, indent=2, default=str))

@@ -1,4 +1,4 @@
-"""The state of one embedgate run: the model, the selected backends, loaded backends, thresholds, results."""
+"""The state of one embedgate run: the model, the selected backends, its options, loaded backends, gate records."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from backends import BuildContext, EmbeddingBackend, Registry, TruncatedBackend
+from backends import BuildContext, BuildOptions, EmbeddingBackend, Registry, TruncatedBackend
 from embedgate import EmbedgateError, MissingDependency
 from embedgate.cache import ArtifactCache
 from embedgate.gates import TestRecord
@@ -26,8 +26,27 @@ class LoadFailure:
         return isinstance(self.error, MissingDependency)
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """The run's command-line options the gates read, validated by the plugin's parsers, typed and frozen: one
+    place that says what a test may depend on (it used to be a dict copied into every build)."""
+
+    baseline: str | None = None  # --baseline; None: the thresholds file's
+    mteb_tasks: tuple[str, ...] = ()
+    latency_buckets: tuple[str, ...] = ()
+    latency_batch_sizes: tuple[int, ...] = ()
+    latency_budget: float = 6.0  # seconds per latency case (--latency-budget)
+    report_dir: Path = Path("reports")
+    truncate_dim: int | None = None  # --truncate-dim: the vectors' dims every gate sees (None: full size)
+    build: BuildOptions = field(default_factory=BuildOptions)  # what a backend's build may read
+
+
 @dataclass
 class EmbedgateSession:
+    """The run: what was asked (model, backends, thresholds, options), what was loaded, and one record per gate.
+    The records are the only result: the report, the terminal summary and pytest-benchmark's extra_info are all
+    written from them."""
+
     model: ModelSpec
     registry: Registry
     selected: list[str]
@@ -37,21 +56,20 @@ class EmbedgateSession:
     strict: bool
     artifacts: dict[str, Path]
     data_dir: Path | None
-    options: dict[str, Any] = field(default_factory=dict)
+    options: RunOptions = field(default_factory=RunOptions)
     loaded: dict[str, EmbeddingBackend | LoadFailure] = field(default_factory=dict)
     records: dict[str, TestRecord] = field(default_factory=dict)
-    # backend -> kind -> measurements, filled by the gate tests (latency cells, fidelity, task scores, cold start)
-    results: dict[str, dict[str, Any]] = field(default_factory=dict)
     memo: dict[Any, Any] = field(default_factory=dict)  # values computed once per run (reference vectors, scores)
+    report: dict[str, Any] | None = None  # the report as written at the session's end (the terminal summary shows it)
 
     @property
     def baseline(self) -> str:
-        return self.options.get("baseline") or self.thresholds.baseline
+        return self.options.baseline or self.thresholds.baseline
 
     @property
     def truncate_dim(self) -> int | None:
         """--truncate-dim: the vectors' dims every gate sees (None: full size)."""
-        return self.options.get("truncate_dim")
+        return self.options.truncate_dim
 
     def thresholds_for(self, backend: str) -> dict[str, dict[str, Any]]:
         return self.thresholds.for_backend(backend, self.registry[backend].family)
@@ -60,7 +78,7 @@ class EmbedgateSession:
         """Load (building if needed) a backend once per run; a failure is remembered and raised again."""
         if name not in self.loaded:
             spec = self.registry[name]
-            ctx = BuildContext(self.model, self.cache, self.threads, self.artifacts.get(name), dict(self.options))
+            ctx = BuildContext(self.model, self.cache, self.threads, self.artifacts.get(name), self.options.build)
             try:
                 backend = spec.load(ctx)
                 # --truncate-dim: every backend, the reference included, gives its first N dims renormalised
@@ -71,9 +89,6 @@ class EmbedgateSession:
         if isinstance(value, LoadFailure):
             raise value.error
         return value
-
-    def result(self, backend: str, kind: str) -> dict[str, Any]:
-        return self.results.setdefault(backend, {}).setdefault(kind, {})
 
     def memoize(self, key: Any, compute):
         if key not in self.memo:

@@ -30,7 +30,7 @@ def task_names(session) -> list[str]:
     names = ["fixture-sts", "fixture-retrieval"]
     if stsb_test_file(session.data_dir) is not None:
         names.append("stsb-test")
-    return names + list(session.options.get("mteb_tasks", []))
+    return names + list(session.options.mteb_tasks)
 
 
 def _metadata(name: str, task_type: TaskType, main_score: str, description: str):

@@ -22,7 +22,9 @@ def context(linear_head_model, tmp_path_factory):
 
 
 def _with(ctx, options):
-    ctx.options.update(options)
+    from backends import BuildOptions
+
+    ctx.options = BuildOptions(**options)
     return ctx
 
 
@@ -102,17 +104,18 @@ def test_a_corpus_file_is_read_as_lines_whatever_its_name(tmp_path):
     line (it was once dispatched on its name, and read as the STS-B CSV pair of the folder it sat in)."""
     from types import SimpleNamespace
 
+    from backends import BuildOptions
     from backends.model2vec_static import corpus_for
 
     mine = tmp_path / "stsb-en-mine.txt"
     mine.write_text("one text\nanother text\n", encoding="utf-8")
-    corpus = corpus_for(SimpleNamespace(options={"distill_corpus": mine, "data_dir": tmp_path}))
+    corpus = corpus_for(SimpleNamespace(options=BuildOptions(distill_corpus=mine, data_dir=tmp_path)))
     assert not corpus.stsb_csv, corpus
     assert corpus.files == [mine], corpus
     stsb = tmp_path / "stsb"
     stsb.mkdir()
     for split in ("train", "dev"):
         (stsb / f"stsb-en-{split}.csv").write_text("a,b,1.0\n", encoding="utf-8")
-    corpus = corpus_for(SimpleNamespace(options={"data_dir": tmp_path}))
+    corpus = corpus_for(SimpleNamespace(options=BuildOptions(data_dir=tmp_path)))
     assert corpus.stsb_csv, corpus
     assert corpus.name == "stsb-en-train+dev sentences", corpus

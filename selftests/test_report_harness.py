@@ -49,7 +49,7 @@ def test_schema_lists_the_gate_families_of_families_py():
 
 
 def test_report_matches_the_run(suite, tiny_model, schema):
-    result = suite.run(f"--model={tiny_model}", "--backends=plain,noisy,slow-3x", *RUN)
+    result = suite.run(f"--model={tiny_model}", "--backends=plain,noisy,slow-3x", *RUN, "--benchmark-json=bench.json")
     assert result.ret == 1, "noisy fails fidelity and slow-3x fails its speedup gate: the run must exit 1"
     report = suite.report()
 
@@ -99,6 +99,20 @@ def test_report_matches_the_run(suite, tiny_model, schema):
     assert pixels.shape[0] > 300, pixels.shape
     assert pixels.shape[1] > 500, pixels.shape
     assert pixels[..., :3].std() > 0.05, "pareto.png is blank"
+
+    # one result path: every latency cell of the report is its gate's record, and pytest-benchmark's JSON (the latency
+    # store across runs) got the same numbers from it
+    stored = json.loads((suite.pytester.path / "bench.json").read_text())
+    extra = {b["name"]: b["extra_info"] for b in stored["benchmarks"]}
+    for test in report["tests"]:
+        if test["family"] != "latency" or not test["gate"].startswith("latency/latency["):
+            continue
+        case = test["gate"].removeprefix("latency/latency[").removesuffix("]")
+        cell = backends[test["backend"]]["latency"][case]
+        name = test["nodeid"].split("::")[-1]
+        assert extra[name] == json.loads(json.dumps(cell)), f"{name}: benchmark extra_info differs from the report's cell"
+        gated = [m["value"] for m in test["measurements"] if m["name"] == "speedup"]
+        assert gated in ([], [cell["speedup"]]), f"{name}: the gated speedup {gated} is not the report's {cell['speedup']}"
 
     # the terminal summary: one line per backend and the recommendation
     result.stdout.fnmatch_lines(["*embedgate verdicts*", "plain * PASS *", "ship: plain *"])
@@ -193,3 +207,49 @@ def test_pareto_labels_never_overlap(n):
         assert all(f"backend-{i}" in key for i in range(n)), "the key table misses a backend"
     finally:
         plt.close(fig)
+
+
+@pytest.mark.fast
+def test_report_sections_are_assembled_from_the_gate_records_alone():
+    """The records are the run's only result (no second dict the tests write and the report reads by string key):
+    a record's result lands in its section, keyed or merged, and nowhere else."""
+    from embedgate.gates import GateRecorder, TestRecord
+    from embedgate.report import sections
+
+    def recorder(gate):
+        return GateRecorder(TestRecord(f"t::{gate}", "b", gate.split("/")[0], gate))
+
+    latency, quality, fidelity, contract = (recorder(g) for g in (
+        "latency/latency[b1-query]", "quality/task_quality[fixture-sts]", "fidelity/fidelity[cosine-mean]",
+        "contract/unit_norm"))
+    cell = latency.result("latency", {"speedup": 2.0}, key="b1-query")
+    assert cell == {"speedup": 2.0}, "result() returns what it recorded (pytest-benchmark's extra_info is fed from it)"
+    quality.result("quality", {"score": 0.8}, key="fixture-sts")
+    fidelity.result("fidelity", {"cosine-mean": 0.99, "texts": 247})
+    assert sections([r.record for r in (latency, quality, fidelity, contract)]) == {
+        "latency": {"b1-query": {"speedup": 2.0}}, "quality": {"fixture-sts": {"score": 0.8}},
+        "fidelity": {"cosine-mean": 0.99, "texts": 247}, "coldstart": {}}
+    with pytest.raises(ValueError, match="not one of latency, fidelity, quality, coldstart"):
+        contract.result("contracts", {})
+
+
+@pytest.mark.fast
+def test_run_options_are_typed_and_frozen():
+    """What a test or a build may read of the run's options is one frozen object: a backend cannot change the next
+    one's options (the old dict was copied into every build, private flags and all), and there is no results
+    mailbox beside the records."""
+    import dataclasses
+    from pathlib import Path
+
+    from backends import BuildContext, BuildOptions
+    from embedgate.session import EmbedgateSession, RunOptions
+
+    options = RunOptions(latency_buckets=("query",), build=BuildOptions(data_dir=Path("data")))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.latency_budget = 1.0  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.build.probe = False  # type: ignore[misc]
+    assert {f.name for f in dataclasses.fields(BuildContext)} >= {"options"}
+    assert BuildContext.__dataclass_fields__["options"].type in ("BuildOptions", BuildOptions)
+    fields = {f.name for f in dataclasses.fields(EmbedgateSession)}
+    assert "results" not in fields and not hasattr(EmbedgateSession, "result"), "results go into the gate records"

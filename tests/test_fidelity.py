@@ -39,8 +39,7 @@ def test_fidelity(backend, reference, egsession, thresholds, gate, metric):
     ref_vectors = egsession.memoize(("corpus-vectors", REFERENCE), lambda: encode_corpus(reference, corpus))
     metrics = egsession.memoize(
         ("fidelity", backend.name), lambda: compare(encode_corpus(backend, corpus), ref_vectors))
-    egsession.result(backend.name, "fidelity").update({k: v for k, v in metrics.items() if k in METRICS},
-                                                       texts=len(corpus))
+    gate.result("fidelity", {**{k: v for k, v in metrics.items() if k in METRICS}, "texts": len(corpus)})
     worst = corpus[metrics["worst_text_index"]]
     gate.detail(texts=len(corpus), worst_text=f"{worst.id} ({worst.kind}, {worst.role})")
     gate.measure(metric, metrics[metric], threshold, what=WHAT[metric])

@@ -19,7 +19,7 @@ import time
 import pytest
 
 from embedgate.latency import MIN_CALLS, TEXT_VARIANTS, BlockPlan, BlockTimer, bucket_texts
-from embedgate.roofline import Shapes, measure_peak, roofline_cell
+from embedgate.roofline import Peak, Shapes, measure_peak, roofline_cell
 
 pytestmark = pytest.mark.latency
 
@@ -76,13 +76,13 @@ def time_blocks(backend, baseline, case, batches: list[list[str]], budget: float
     return plan, timer
 
 
-def roofline_of(egsession, backend, case, tokens: float, median: float) -> dict:
-    """The cell's roofline share; the CPU's peak is measured once per run between two latency cases (nothing else
-    runs then). Empty when the backend's compute or the model's shapes are unknown."""
+def roofline_of(egsession, backend, case, tokens: float, median: float) -> tuple[Peak, dict]:
+    """The CPU's GEMM peak (measured once per run, between two latency cases: nothing else runs then) and the
+    cell's share of it; no share when the backend's compute or the model's shapes are unknown."""
     peak = egsession.memoize("roofline_peak", lambda: measure_peak(egsession.threads))
     shapes = egsession.memoize("roofline_shapes", lambda: Shapes.of(egsession.model))  # None: shapes unknown
     compute = egsession.registry[backend.name].compute
-    return roofline_cell(shapes, peak, compute, tokens, case.batch_size, median) if compute and shapes else {}
+    return peak, roofline_cell(shapes, peak, compute, tokens, case.batch_size, median) if compute and shapes else {}
 
 
 def test_latency(backend, baseline, latency_case, egsession, thresholds, gate, benchmark):
@@ -91,24 +91,24 @@ def test_latency(backend, baseline, latency_case, egsession, thresholds, gate, b
                                       lambda: bucket_texts(egsession.model, case, TEXT_VARIANTS * case.batch_size))
     batches = [texts[i * case.batch_size:(i + 1) * case.batch_size] for i in range(TEXT_VARIANTS)]
     is_baseline = backend.name == baseline.name
-    plan, timer = time_blocks(backend, baseline, case, batches, egsession.options["latency_budget"], benchmark)
+    plan, timer = time_blocks(backend, baseline, case, batches, egsession.options.latency_budget, benchmark)
 
     median = benchmark.stats.stats.median
     baseline_median = median if is_baseline else statistics.median(timer.baseline_times)
     speedup = 1.0 if is_baseline else timer.speedup(list(benchmark.stats.stats.data))
-    cell = {
+    peak, roofline = roofline_of(egsession, backend, case, tokens, median)
+    cell = gate.result("latency", key=case.id, values={
         "bucket": case.bucket, "batch_size": case.batch_size, "tokens_per_text": round(tokens, 1),
         "median_s": median, "iqr_s": benchmark.stats.stats.iqr, "rounds": plan.timed_calls,
         "per_text_ms": 1000 * median / case.batch_size, "texts_per_s": case.batch_size / median,
         "tokens_per_s": tokens * case.batch_size / median, "baseline": baseline.name,
         "baseline_median_s": baseline_median, "speedup": speedup, "threads": egsession.threads,
         "artifact_size_bytes": backend.metadata.size_bytes, **timer.details(),
-        **roofline_of(egsession, backend, case, tokens, median),
-    }
-    benchmark.extra_info.update(cell)
-    egsession.result(backend.name, "latency")[case.id] = cell
+        **roofline,
+    })
+    benchmark.extra_info.update(cell)  # pytest-benchmark's JSON: the latency store across runs, the record's numbers
     gate.detail(**{k: cell[k] for k in ("median_s", "baseline_median_s", "per_text_ms", "rounds", "tokens_per_text")},
-                **timer.details())
+                **timer.details(), roofline_peak=peak.as_dict())
 
     if is_baseline:
         pytest.skip(f"{backend.name} is the baseline: speedup 1 by definition (median {1000 * median:.1f} ms)")
@@ -136,15 +136,16 @@ def test_cold_start(backend, egsession, thresholds, gate):
                "--backend", backend.name, "--cache", str(egsession.cache.root), "--threads", str(egsession.threads)]
     if backend.name in egsession.artifacts:
         command += ["--artifact", str(egsession.artifacts[backend.name])]
-    for option in ("distill_corpus", "data_dir"):  # model2vec-tuned's corpus decides its cached artifact
-        if egsession.options.get(option):
-            command += [f"--{option.replace('_', '-')}", str(egsession.options[option])]
+    build = egsession.options.build  # model2vec-tuned's corpus decides its cached artifact
+    for option, value in (("--distill-corpus", build.distill_corpus), ("--data-dir", build.data_dir)):
+        if value:
+            command += [option, str(value)]
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1800)
     assert done.returncode == 0, f"{backend.name}: cold-start process failed: {done.stderr.strip().splitlines()[-1:]}"
     measured = json.loads(done.stdout.strip().splitlines()[-1])
     assert not measured["built_now"], f"{backend.name}: the cold-start process rebuilt the artifact instead of loading it"
-    egsession.result(backend.name, "coldstart").update(measured)
+    gate.result("coldstart", measured)
     gate.detail(**measured)
     limits = thresholds["coldstart"]
     gate.measure("load-seconds", measured["import_seconds"] + measured["load_seconds"], limits.get("max_load_seconds"),

@@ -30,11 +30,11 @@ def test_task_quality(backend, reference, egsession, thresholds, gate, task_name
     reference_result = task_score(egsession, full_reference, task_name)
     score, reference_score = result["main_score"], reference_result["main_score"]
     retention = score / reference_score if reference_score else float("nan")
-    egsession.result(backend.name, "quality")[task_name] = {
+    gate.result("quality", key=task_name, values={
         "main_score_name": result["main_score_name"], "score": score, "reference_score": reference_score,
         "retention": retention, "scores": result["scores"],
         "dimension": backend.dimension, "reference_dimension": full_reference.dimension,
-    }
+    })
     gate.detail(main_score=result["main_score_name"], score=score, reference_score=reference_score,
                 dimension=backend.dimension, reference_dimension=full_reference.dimension)
     truncated = reference is not full_reference
