@@ -42,6 +42,9 @@ class DistillParams:
     prompt_in_context: bool = False  # tokens passed with the role prompt in front (measured: see README)
     batch_size: int = 256
     quantize_to: str = "float16"
+    # the student's token limit, the reference pipeline's max_seq_length (model2vec's default, 512, cut
+    # EmbeddingGemma's 2,048-token texts: the deployed-settings gate said so); set from the model at build
+    max_length: int | None = None
     seed: int = 0
 
     def as_dict(self) -> dict:
@@ -249,5 +252,6 @@ def save_student(table: np.ndarray, model_path: Path, out_dir: Path, params: Dis
               "seq_length": 1000000, "normalize": True, "pooling": "mean",
               "embedgate_distill": {**params.as_dict(), **facts}}
     static = StaticModel(vectors=quantize_embeddings(table, DType(params.quantize_to)), tokenizer=tokenizer, config=config,
-                         base_model_name=model_path.name, normalize=True)
+                         base_model_name=model_path.name, normalize=True,
+                         **({"max_length": params.max_length} if params.max_length else {}))
     static.save_pretrained(str(out_dir))

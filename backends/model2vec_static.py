@@ -20,10 +20,10 @@ from embedgate import BackendUnavailable, EmbedgateError
 from embedgate.cache import cache_key
 
 
-def _params():
+def _params(ctx: BuildContext):
     from backends.distill import DistillParams
 
-    return DistillParams()
+    return DistillParams(max_length=ctx.model.max_seq_length)
 
 
 def _versions() -> dict:
@@ -54,7 +54,7 @@ def _built_student(ctx: BuildContext):
         import wordfreq  # noqa: F401
     except ImportError as exc:
         raise EmbedgateError(f"building model2vec needs: pip install 'embedgate[model2vec]' ({exc})") from exc
-    params = _params()
+    params = _params(ctx)
     key = cache_key(source=ctx.model.content_hash, params=params.as_dict(), method="pipeline-wordfreq",
                     versions=_versions())
     facts: dict = {}

@@ -51,6 +51,10 @@ def test_model2vec_builds_from_the_pipeline_and_records_its_parameters(context):
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-3)
     again = builtin_registry()["model2vec"].load(ctx)
     assert again.metadata.source == "cached"
+    # the artifact cuts texts where the reference pipeline does (model2vec's own default, 512, cut EmbeddingGemma's
+    # 2,048-token texts and failed the deployed-settings gate)
+    assert backend.max_tokens == ctx.model.max_seq_length, (backend.max_tokens, ctx.model.max_seq_length)
+    assert recorded["params"]["max_length"] == ctx.model.max_seq_length
 
 
 def test_a_nonlinear_dense_head_is_refused(tiny_model, tmp_path):
@@ -119,3 +123,23 @@ def test_a_corpus_file_is_read_as_lines_whatever_its_name(tmp_path):
     corpus = corpus_for(SimpleNamespace(options=BuildOptions(data_dir=tmp_path)))
     assert corpus.stsb_csv, corpus
     assert corpus.name == "stsb-en-train+dev sentences", corpus
+
+
+@pytest.mark.parametrize("rms", [0.4, 36.0], ids=["minilm-scale", "embeddinggemma-scale"])
+def test_the_fit_learns_whatever_the_scale_of_the_table(rms):
+    """Adam's steps are absolute: at one learning rate, a table of RMS 36 (EmbeddingGemma's, Dense folded in) did
+    not train at all (held-out loss 0.2371 before and after) where one of RMS 0.4 (MiniLM's) did. The fit trains the
+    table scaled to RMS 1, so the same student at either scale learns alike, and the folded result is invariant."""
+    from backends.tune import TuneParams, fit
+
+    rng = np.random.default_rng(0)
+    vocab, dims, texts = 300, 16, 2000
+    truth = rng.normal(size=(vocab, dims)).astype(np.float32)  # the table the teacher's vectors come from
+    ids = [list(rng.integers(1, vocab, size=rng.integers(3, 12))) for _ in range(texts)]
+    targets = np.stack([truth[row].mean(0) for row in ids])
+    targets /= np.linalg.norm(targets, axis=1, keepdims=True)
+    start = truth + rng.normal(scale=1.5, size=truth.shape).astype(np.float32)  # a noisy distilled table
+    start *= rms / float(np.sqrt(np.mean(start ** 2)))
+    tuned, facts = fit(start, ids, targets, TuneParams(epochs=10, batch_size=32), threads=1, progress=lambda line: None)
+    assert facts["held_out_loss_after"] < 0.8 * facts["held_out_loss_before"], facts
+    assert facts["table_rms"] == pytest.approx(rms, rel=1e-3), facts
