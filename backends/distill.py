@@ -253,5 +253,5 @@ def save_student(table: np.ndarray, model_path: Path, out_dir: Path, params: Dis
               "embedgate_distill": {**params.as_dict(), **facts}}
     static = StaticModel(vectors=quantize_embeddings(table, DType(params.quantize_to)), tokenizer=tokenizer, config=config,
                          base_model_name=model_path.name, normalize=True,
-                         **({"max_length": params.max_length} if params.max_length else {}))
+                         max_length=params.max_length or 512)  # 512: model2vec's own default
     static.save_pretrained(str(out_dir))
