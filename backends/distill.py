@@ -39,7 +39,7 @@ class DistillParams:
     punctuation_frequency: float = 1e-2  # the p of a token without letters or digits (wordfreq has none)
     weighting: str = "wordfreq"  # "wordfreq" or "zipf-rank" (model2vec's default, for the ablation)
     top_words: int = 50_000  # wordfreq's most frequent English words whose tokens are kept (large vocabularies)
-    prompt_in_context: bool = False  # tokens passed with the role prompt in front (measured: see README)
+    prompt_in_context: bool = False  # tokens passed with the role prompt in front: not measured yet (README)
     batch_size: int = 256
     quantize_to: str = "float16"
     # the student's token limit, the reference pipeline's max_seq_length (model2vec's default, 512, cut
