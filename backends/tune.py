@@ -30,6 +30,8 @@ class TuneParams:
     holdout: float = 0.1  # the corpus's share kept apart for early stopping
     role: str = "similarity"  # whose prompt the corpus texts get, for teacher and student alike
     seed: int = 0
+    # the teacher's batches: texts of similar length together (less padding), vectors returned in corpus order
+    teacher_order: str = "by-length"
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -61,19 +63,24 @@ def stsb_sentences(files: list[Path]) -> list[str]:
 
 
 def teacher_vectors(st, texts: list[str], progress: Progress, batch_size: int = 64) -> np.ndarray:
-    """The reference pipeline's normalised sentence vectors, with a live line every 30 s."""
+    """The reference pipeline's normalised sentence vectors in the corpus's order, with a live line every 30 s.
+    Batches hold texts of similar length (longest first, as sentence-transformers orders one call): in corpus order
+    each batch of 64 was padded to its longest text."""
     import torch
 
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
     out, start, last = [], time.perf_counter(), time.perf_counter()
     for begin in range(0, len(texts), batch_size):
         with torch.inference_mode():
-            out.append(st.encode(texts[begin:begin + batch_size], batch_size=batch_size, convert_to_numpy=True,
-                                 normalize_embeddings=True, show_progress_bar=False))
+            out.append(st.encode([texts[i] for i in order[begin:begin + batch_size]], batch_size=batch_size,
+                                 convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False))
         if time.perf_counter() - last > 30:
             last = time.perf_counter()
             progress(f"embedgate: tuning: teacher vectors {begin + batch_size}/{len(texts)} texts "
                      f"({time.perf_counter() - start:.0f}s)")
-    return np.concatenate(out).astype(np.float32)
+    vectors = np.empty((len(texts), out[0].shape[1]) if out else (0, 0), dtype=np.float32)
+    vectors[order] = np.concatenate(out) if out else vectors
+    return vectors
 
 
 def fit(table: np.ndarray, ids: list[list[int]], targets: np.ndarray, params: TuneParams, threads: int,

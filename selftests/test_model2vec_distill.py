@@ -143,3 +143,23 @@ def test_the_fit_learns_whatever_the_scale_of_the_table(rms):
     tuned, facts = fit(start, ids, targets, TuneParams(epochs=10, batch_size=32), threads=1, progress=lambda line: None)
     assert facts["held_out_loss_after"] < 0.8 * facts["held_out_loss_before"], facts
     assert facts["table_rms"] == pytest.approx(rms, rel=1e-3), facts
+
+
+@pytest.mark.fast
+def test_teacher_vectors_come_back_in_corpus_order():
+    """The teacher's batches are sorted by length (less padding); each vector must still be its own text's."""
+    from backends.tune import teacher_vectors
+
+    class Teacher:
+        calls: list[list[str]] = []
+
+        def encode(self, texts, **kwargs):
+            self.calls.append(list(texts))
+            return np.array([[len(t), float(t.count("x"))] for t in texts], dtype=np.float32)
+
+    texts = ["x" * n + " y" * (n % 7) for n in (5, 40, 1, 17, 33, 2, 9, 60, 11)]
+    teacher = Teacher()
+    vectors = teacher_vectors(teacher, texts, progress=lambda line: None, batch_size=4)
+    assert vectors.tolist() == [[len(t), float(t.count("x"))] for t in texts], "a vector landed on another text"
+    lengths = [len(t) for call in teacher.calls for t in call]
+    assert lengths == sorted(lengths, reverse=True), "batches are not of similar length"
