@@ -204,6 +204,7 @@ def terminal_lines(session) -> list[str]:
         lines.append(_truncation_sentence(report))
     if report["run"]["partial"]:
         lines.append(f"partial run: not measured: {', '.join(report['run']['families_not_run'])}")
+    lines += [f"unsteady baseline: {line}" for line in unsteady_baselines(report)]
     if "quality" in report["run"]["families_run"]:
         lines += list(report["run"].get("tasks_not_run", {}).values())
     return lines
@@ -273,6 +274,34 @@ def _dims(backend: dict[str, Any]) -> str:
     return f"{dims} of {runtime}" if runtime not in (None, dims) else str(dims)
 
 
+# the baseline's median inside a backend's test against its median in its own test: beyond this factor either way,
+# something took the cores during one side's blocks (EmbeddingGemma, 512 tokens: 1,078 ms inside onnx-int8's test,
+# 466 ms in its own, 2.31x) and that cell's speedup is not the runtimes' own. Quiet runs stay within 1.51x (MiniLM,
+# 676 gates: the worst, b32 query, 8.0 vs 5.3 ms; EmbeddingGemma: 364 vs 356 ms)
+UNSTEADY_BASELINE = 1.75
+
+
+def unsteady_baselines(report: dict[str, Any]) -> list[str]:
+    """Latency cells whose baseline ran at another speed than in its own test: their speedup says more about the
+    machine than the runtimes. One line each, for report.md and the terminal."""
+    own = report["backends"].get(report["run"]["baseline"], {}).get("latency", {})
+    lines = []
+    for name, backend in report["backends"].items():
+        if name == report["run"]["baseline"]:
+            continue
+        for case, cell in backend["latency"].items():
+            steady = own.get(case, {}).get("median_s")
+            inside = cell.get("baseline_median_s")
+            if not steady or not inside:
+                continue
+            ratio = inside / steady
+            if not 1 / UNSTEADY_BASELINE <= ratio <= UNSTEADY_BASELINE:
+                lines.append(f"{name} {case}: the baseline took {1000 * inside / cell['batch_size']:.1f} ms a text inside "
+                             f"this test, {1000 * steady / cell['batch_size']:.1f} ms in its own ({ratio:.2f}x): the "
+                             f"speedup {cell['speedup']:.2f}x is unreliable (was the machine shared?); rerun on a quiet one")
+    return lines
+
+
 def _latency_section(report) -> list[str]:
     cells = sorted({(c["bucket"], c["batch_size"], c["tokens_per_text"]) for b in report["backends"].values()
                     for c in b["latency"].values()}, key=lambda c: (c[1], c[2]))
@@ -287,6 +316,10 @@ def _latency_section(report) -> list[str]:
             cell = backend["latency"].get(f"b{size}-{bucket}")
             row.append("–" if cell is None else f"{cell['per_text_ms']:.2f} ({cell['speedup']:.2f}x)")
         out.append(f"| `{name}` | " + " | ".join(row) + " |")
+    unsteady = unsteady_baselines(report)
+    if unsteady:
+        out += ["", f"**Unsteady baseline** (its median inside a test differs more than {UNSTEADY_BASELINE}x from its own "
+                    "test's):", ""] + [f"- {line}" for line in unsteady]
     return out + _roofline_section(report, cells)
 
 

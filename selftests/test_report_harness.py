@@ -254,3 +254,26 @@ def test_run_options_are_typed_and_frozen():
     fields = {f.name for f in dataclasses.fields(EmbedgateSession)}
     assert "results" not in fields, "results go into the gate records"
     assert not hasattr(EmbedgateSession, "result"), "results go into the gate records"
+
+
+@pytest.mark.fast
+def test_a_baseline_that_ran_at_another_speed_inside_a_test_is_called_out():
+    """Block timing evens out drift, not a second process that takes the cores during one side's blocks: on
+    EmbeddingGemma torch-int8 took 1,078 ms a text inside onnx-int8's test and 466 ms in its own, and the "2.43x" was
+    ~1.05x. The report names such a cell; a steady one (364 vs 356 ms) is not named."""
+    from embedgate.report import _latency_section, unsteady_baselines
+
+    def cell(median, baseline, speedup):
+        return {"bucket": "paragraph", "batch_size": 1, "tokens_per_text": 512.0, "per_text_ms": 1000 * median,
+                "median_s": median, "baseline_median_s": baseline, "speedup": speedup}
+
+    report = {"run": {"baseline": "torch-int8"}, "backends": {
+        "torch-int8": {"latency": {"b1-paragraph": cell(0.466, 0.466, 1.0)}},
+        "onnx-int8": {"latency": {"b1-paragraph": cell(0.440, 1.078, 2.43)}},
+        "openvino-int8": {"latency": {"b1-paragraph": cell(0.344, 0.480, 1.07)}},
+    }}
+    lines = unsteady_baselines(report)
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("onnx-int8 b1-paragraph: the baseline took 1078.0 ms a text inside this test, 466.0 ms"), lines
+    assert "2.43x is unreliable" in lines[0], lines
+    assert any("Unsteady baseline" in line for line in _latency_section(report)), "report.md must say so too"
