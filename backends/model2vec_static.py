@@ -173,7 +173,7 @@ def _tune(ctx: BuildContext, base: Path, corpus: Corpus, params, out_dir: Path, 
     st = distill.load_pipeline(ctx.model.path, ctx.threads)
     ctx.cache.log(f"embedgate: tuning: teacher vectors of {len(texts)} texts from the reference pipeline "
                   "(sentence-transformers, fp32)")
-    targets = tune.teacher_vectors(st, prompted, ctx.cache.log)
+    targets = tune.teacher_vectors(st, prompted, ctx.cache.log, by_length=params.teacher_order == "by-length")
     del st
     tuned, facts = tune.fit(table, student.tokenize(prompted), targets, params, ctx.threads, ctx.cache.log)
     facts_out.update(facts)

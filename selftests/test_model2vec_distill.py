@@ -163,3 +163,7 @@ def test_teacher_vectors_come_back_in_corpus_order():
     assert vectors.tolist() == [[len(t), float(t.count("x"))] for t in texts], "a vector landed on another text"
     lengths = [len(t) for call in teacher.calls for t in call]
     assert lengths == sorted(lengths, reverse=True), "batches are not of similar length"
+    teacher.calls.clear()
+    assert teacher_vectors(teacher, texts, progress=lambda line: None, batch_size=4, by_length=False).tolist() == \
+        vectors.tolist()
+    assert [t for call in teacher.calls for t in call] == texts, "teacher_order 'corpus' keeps the corpus's order"
