@@ -9,7 +9,7 @@ runtime returns is checked before it is normalised (NaN, inf, a zero row are err
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -75,6 +75,16 @@ def check_raw(name: str, raw: object, n: int, dimension: int) -> np.ndarray:
     return raw
 
 
+def length_sorted(texts: list[str], embed: Callable[[list[str]], np.ndarray], *, longest_first: bool = False) -> np.ndarray:
+    """`embed(texts)` with the texts sorted by length (as sentence-transformers' own encode() orders them), so that
+    a batch is not padded to one long text's length; the vectors come back in the caller's order."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=longest_first)
+    vectors = np.asarray(embed([texts[i] for i in order]))
+    out = np.empty_like(vectors)
+    out[order] = vectors
+    return out
+
+
 def l2_normalize(vectors: np.ndarray) -> np.ndarray:
     """Unit rows in float32; a zero row stays zero (encode() decides what a zero row means)."""
     vectors = np.asarray(vectors, dtype=np.float32)
@@ -136,14 +146,9 @@ class BaseBackend:
             return np.zeros((0, self.dimension), dtype=RAW_DTYPE)
         if len(texts) <= batch_size or self.one_text_per_call:
             return self.embed_prompted([prompt + text for text in texts], batch_size)
-        # Many texts: batches of similar length, as sentence-transformers' own encode() sorts them, so that a batch
-        # is not padded to one long text's length. STS-B test through embeddinggemma-300m (2,758 texts of 5-60
+        # Many texts: batches of similar length. STS-B test through embeddinggemma-300m (2,758 texts of 5-60
         # tokens, batches of 32 in the file's order) padded every batch to ~2x its mean length.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        vectors = np.asarray(self.embed_prompted([prompt + texts[i] for i in order], batch_size))
-        out = np.empty_like(vectors)
-        out[order] = vectors
-        return out
+        return length_sorted([prompt + text for text in texts], lambda ordered: self.embed_prompted(ordered, batch_size))
 
     def _embeds_nothing(self, text: str) -> bool:
         """True when the text has nothing the model can embed (only for zero_vector_for_empty backends)."""

@@ -218,7 +218,7 @@ def _make_session(config: pytest.Config, threads: int):
     return EmbedgateSession(
         model=model, registry=registry, selected=selected, thresholds=thresholds,
         cache=ArtifactCache(cache_dir, lambda line: live_line(config, line)), threads=threads,
-        strict=config.getoption("strict_backends"), artifacts=artifacts, data_dir=config.getoption("data_dir"),
+        strict=config.getoption("strict_backends"), artifacts=artifacts,
         options=RunOptions(
             baseline=baseline,
             mteb_tasks=tuple(mteb_tasks),

@@ -55,7 +55,6 @@ class EmbedgateSession:
     threads: int
     strict: bool
     artifacts: dict[str, Path]
-    data_dir: Path | None
     options: RunOptions = field(default_factory=RunOptions)
     loaded: dict[str, EmbeddingBackend | LoadFailure] = field(default_factory=dict)
     records: dict[str, TestRecord] = field(default_factory=dict)
@@ -65,6 +64,11 @@ class EmbedgateSession:
     @property
     def baseline(self) -> str:
         return self.options.baseline or self.thresholds.baseline
+
+    @property
+    def data_dir(self) -> Path | None:
+        """--data-dir: external evaluation data (the STS Benchmark), also what model2vec-tuned may fit on."""
+        return self.options.build.data_dir
 
     @property
     def truncate_dim(self) -> int | None:
