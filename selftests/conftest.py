@@ -59,6 +59,41 @@ def make_tiny_model(folder: Path, *, dense: bool = True, prompts: dict | None = 
     return folder
 
 
+def make_tiny_gemma(folder: Path, *, window: int = 8, max_seq_length: int = 48) -> Path:
+    """A random 2-layer Gemma3 text encoder (one sliding-window layer, one full; 3 query heads, 1 key/value head,
+    bidirectional, as EmbeddingGemma) with mean pooling and Normalize: what exercises the banded-attention export
+    and the RMSNorm fusion. all-MiniLM-L6-v2's tokenizer files, as for the tiny BERT."""
+    import torch
+    from transformers import Gemma3TextConfig, Gemma3TextModel
+
+    from embedgate.model import default_model_path
+
+    torch.manual_seed(0)
+    folder.mkdir(parents=True)
+    source = default_model_path()
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy(source / name, folder / name)
+    config = Gemma3TextConfig(
+        vocab_size=30522, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=3,
+        num_key_value_heads=1, head_dim=16, query_pre_attn_scalar=16, sliding_window=window,
+        layer_types=["sliding_attention", "full_attention"], use_bidirectional_attention=True,
+        max_position_embeddings=128, pad_token_id=0, bos_token_id=101, eos_token_id=102)
+    Gemma3TextModel(config).save_pretrained(str(folder), safe_serialization=True)
+    # save_pretrained writes the window as transformers applies it (8 // 2 + 1), which loads as 5 // 2 + 1:
+    # write it back as a published config has it (EmbeddingGemma's says 512 and loads as 257)
+    saved = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps(dict(saved, sliding_window=window)))
+    (folder / "1_Pooling").mkdir()
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": 32, "pooling_mode_mean_tokens": True}))
+    (folder / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]))
+    (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": max_seq_length, "do_lower_case": False}))
+    (folder / "config_sentence_transformers.json").write_text(json.dumps({"prompts": PROMPTS}))
+    return folder
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "fast: needs neither torch nor mteb nor a model: seconds in all (`make selftest-fast`)")
