@@ -24,10 +24,9 @@ NAME = "embedgate_banded"
 CHUNK = 256  # query rows per block; the key window of a block is (2 * ceil((window - 1) / CHUNK) + 1) * CHUNK keys
 
 
-def sliding_window(model_path: Path, max_tokens: int) -> int | None:
+def effective_window(model_path: Path) -> int | None:
     """The window of the model's sliding-window layers as transformers applies it (|q - k| < window; for a
-    bidirectional Gemma3 config transformers turns 512 into 257) if it has such layers and texts can outgrow a
-    block's key span; else None (BERT-like models: the export keeps eager attention)."""
+    bidirectional Gemma3 config transformers turns 512 into 257), or None without such layers."""
     from transformers import AutoConfig
 
     try:
@@ -38,7 +37,14 @@ def sliding_window(model_path: Path, max_tokens: int) -> int | None:
     window = getattr(config, "sliding_window", None)
     if not isinstance(window, int) or "sliding_attention" not in (getattr(config, "layer_types", None) or []):
         return None
-    return window if max_tokens > key_span(window) else None
+    return window
+
+
+def sliding_window(model_path: Path, max_tokens: int) -> int | None:
+    """effective_window if texts can outgrow a block's key span; else None (BERT-like models, or a window no text
+    outgrows: the export keeps eager attention)."""
+    window = effective_window(model_path)
+    return window if window is not None and max_tokens > key_span(window) else None
 
 
 def key_span(window: int) -> int:

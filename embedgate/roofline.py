@@ -3,9 +3,10 @@
 The peak is measured in the run, with the same threads as the backends: the best of square int8 GEMMs
 (`torch._int_mm`, what VNNI kernels do) and fp32 GEMMs (`torch.mm`). A backend's work is counted from the
 model's shapes (config.json):
-the matrix multiplications of every layer per token, attention's scores and weighted sum over the whole sequence
-(what the exported graphs compute), and the Dense head per text. all-MiniLM-L6-v2 costs 0.021 GOP per token
-outside attention.
+the matrix multiplications of every layer per token, attention's scores and weighted sum over the keys each
+layer lets a token see (the whole text; the window of a sliding-window layer), and the Dense head per text. That is
+the model's own work: a build that also scores the pairs a mask throws away (eager attention on EmbeddingGemma's
+sliding layers) shows a lower share. all-MiniLM-L6-v2 costs 0.021 GOP per token outside attention.
 """
 
 from __future__ import annotations
@@ -81,6 +82,8 @@ class Shapes:
     kv_dim: int
     gated: bool
     dense: tuple[tuple[int, int], ...]
+    sliding_layers: int = 0  # of `layers`, those that attend within |q - k| < window only
+    window: int | None = None
 
     @classmethod
     def of(cls, model) -> Shapes | None:
@@ -98,9 +101,17 @@ class Shapes:
         heads = int(config["num_attention_heads"])
         head_dim = int(config.get("head_dim") or hidden // heads)
         kv_heads = int(config.get("num_key_value_heads") or heads)
-        return cls(int(config["num_hidden_layers"]), hidden, int(config["intermediate_size"]), heads * head_dim,
+        layers = int(config["num_hidden_layers"])
+        sliding = sum(kind == "sliding_attention" for kind in (config.get("layer_types") or [])[:layers])
+        window = None
+        if sliding:
+            from backends.banded_attention import effective_window
+
+            window = effective_window(Path(model.path))
+        return cls(layers, hidden, int(config["intermediate_size"]), heads * head_dim,
                    kv_heads * head_dim, config.get("model_type") not in UNGATED,
-                   tuple((d.in_features, d.out_features) for d in model.dense))
+                   tuple((d.in_features, d.out_features) for d in model.dense),
+                   sliding if window else 0, window)
 
     def operations(self, tokens: float, texts: int = 1) -> float:
         """Multiply-adds x 2 for `texts` texts of `tokens` tokens each."""
@@ -108,6 +119,10 @@ class Shapes:
         feed_forward = self.hidden * self.intermediate * (3 if self.gated else 2)
         attention = 2 * tokens * self.q_dim  # scores and weighted sum, over every position
         per_token = 2 * self.layers * (projections + feed_forward + attention)
+        if self.sliding_layers and self.window and tokens > self.window:
+            # a sliding layer's token sees the keys with |q - k| < window: of tokens^2 pairs, (t - w)(t - w + 1) are out
+            outside = (tokens - self.window) * (tokens - self.window + 1) / tokens
+            per_token -= 2 * self.sliding_layers * 2 * outside * self.q_dim
         head = 2 * sum(i * o for i, o in self.dense)
         return texts * (tokens * per_token + head)
 

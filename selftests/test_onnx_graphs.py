@@ -143,3 +143,22 @@ def test_a_sliding_window_model_is_exported_banded_and_matches_torch(tiny_gemma,
     assert "Reciprocal" not in ops, f"onnx-int8 kept an unfused norm: {sorted(set(ops))}"
     bert = registry["onnx-fp32"].load(context_for(tiny_model, tmp_path / "cache"))
     assert bert.metadata.params.get("attn_implementation") == "eager", bert.metadata.params
+
+
+def test_roofline_counts_the_pairs_a_sliding_layer_attends(tiny_gemma):
+    """The roofline's work for a text is the model's own: a sliding layer's tokens see the keys within the window
+    only (counted here pair by pair), the full layer every key; below the window both are the whole square."""
+    import dataclasses
+
+    from embedgate.model import resolve_model
+    from embedgate.roofline import Shapes
+
+    shapes = Shapes.of(resolve_model(str(tiny_gemma)))
+    assert shapes is not None
+    assert (shapes.sliding_layers, shapes.window) == (1, 5), shapes
+    all_full = dataclasses.replace(shapes, sliding_layers=0)
+    for tokens in (3, 5, 6, 40):
+        pairs = sum(abs(i - j) < 5 for i in range(tokens) for j in range(tokens))
+        skipped = 2 * 2 * (tokens * tokens - pairs) * shapes.q_dim  # one sliding layer: scores and weighted sum
+        assert all_full.operations(tokens) - shapes.operations(tokens) == pytest.approx(skipped), (
+            f"{tokens} tokens: the sliding layer's work is not the {pairs} pairs within the window")
