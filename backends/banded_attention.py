@@ -58,8 +58,12 @@ def attention(module, query, key, value, attention_mask, dropout: float = 0.0, s
     """transformers' attention-function signature; [batch, heads, seq, dim] in, [batch, seq, heads, dim] out."""
     if scaling is None:
         scaling = module.head_dim ** -0.5
-    if sliding_window is None or attention_mask is None:
+    if sliding_window is None:
         out = full(query, key, value, attention_mask, scaling)
+    elif attention_mask is None:
+        # transformers' eager mask is always built for this attention (register()); without it the window would be
+        # lost, and the export would attend to every key: an error of this build, not a wrong graph
+        raise ValueError(f"{NAME}: a sliding-window layer got no attention mask; cannot export its window")
     else:
         out = banded(query, key, value, attention_mask, scaling, sliding_window)
     return out.transpose(1, 2).contiguous(), None
