@@ -21,7 +21,7 @@ from embedgate.cache import CachedArtifact, cache_key
 OUTPUT_NAME = "sentence_vector"  # not "embedding": that name clashes with a value inside exported graphs
 OPSET = 18
 EXPORT_PARAMS = {"exporter": "torch.onnx dynamo", "opset": OPSET, "attn_implementation": "eager"}
-# Models with sliding-window layers whose texts can outgrow the window are exported with exact banded attention
+# Models with sliding-window layers whose texts can outgrow a block's key span are exported with exact banded attention
 # (backends/banded_attention.py): EmbeddingGemma onnx-int8 b1 at 1,024 / 2,048 tokens 1,028 / 3,238 ms eager ->
 # 777 / 1,759 ms banded, same vectors (EPYC, interleaved A/B).
 # onnxruntime's intra-op threads spin after a run by default; the next runtime to run on those cores pays for it
