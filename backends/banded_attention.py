@@ -94,11 +94,11 @@ def banded(query, key, value, mask, scaling, window: int):
     b, h, s, d = query.shape
     hkv = key.shape[1]
     groups = h // hkv
-    reach_blocks = math.ceil((window - 1) / CHUNK)
-    long = torch.full((), s, dtype=torch.int64) > key_span(window)
+    long_span = key_span(window)
+    long = torch.full((), s, dtype=torch.int64) > long_span
     rows_t = torch.where(long, CHUNK, s)
-    span_t = torch.where(long, (2 * reach_blocks + 1) * CHUNK, s)
-    back_t = torch.where(long, reach_blocks * CHUNK, 0)
+    span_t = torch.where(long, long_span, s)
+    back_t = torch.where(long, (long_span - CHUNK) // 2, 0)  # keys before a block's first row: the reach
     # cast, not int(): int() of a traced size would fix it to the sample's value
     rows, span = cast(int, rows_t.item()), cast(int, span_t.item())
     blocks = cast(int, torch.where(long, (s + CHUNK - 1) // CHUNK, 1).item())

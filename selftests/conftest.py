@@ -24,22 +24,12 @@ def make_tiny_model(folder: Path, *, dense: bool = True, prompts: dict | None = 
     from safetensors.torch import save_file
     from transformers import BertConfig, BertModel
 
-    from embedgate.model import default_model_path
-
     torch.manual_seed(seed)
-    folder.mkdir(parents=True)
-    source = default_model_path()
-    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-        shutil.copy(source / name, folder / name)
+    _start_folder(folder)
     config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=max_positions)
     BertModel(config).save_pretrained(str(folder), safe_serialization=True)
-    modules = [
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-    ]
-    (folder / "1_Pooling").mkdir()
-    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": 32, "pooling_mode_mean_tokens": True}))
+    modules = _mean_pooling(folder, 32)
     if dense:  # two Dense layers, as EmbeddingGemma has: 32 -> 24 (tanh) -> 16 (identity)
         for index, (size_in, size_out, activation) in enumerate(
                 [(32, 24, first_activation), (24, 16, "linear.Identity")], start=2):
@@ -51,12 +41,36 @@ def make_tiny_model(folder: Path, *, dense: bool = True, prompts: dict | None = 
             save_file({"linear.weight": torch.randn(size_out, size_in) * 0.4, "linear.bias": torch.zeros(size_out)},
                       str(path / "model.safetensors"))
             modules.append({"idx": index, "name": str(index), "path": path.name, "type": "sentence_transformers.models.Dense"})
+    _finish_folder(folder, modules, 64, prompts if prompts is not None else PROMPTS)
+    return folder
+
+
+def _start_folder(folder: Path) -> None:
+    """The model folder with all-MiniLM-L6-v2's tokenizer files: tokenization is real, only the weights are tiny."""
+    from embedgate.model import default_model_path
+
+    folder.mkdir(parents=True)
+    source = default_model_path()
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy(source / name, folder / name)
+
+
+def _mean_pooling(folder: Path, dimension: int) -> list[dict]:
+    """The Transformer and mean-Pooling modules (modules.json's first two entries)."""
+    (folder / "1_Pooling").mkdir()
+    (folder / "1_Pooling" / "config.json").write_text(
+        json.dumps({"word_embedding_dimension": dimension, "pooling_mode_mean_tokens": True}))
+    return [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
+
+
+def _finish_folder(folder: Path, modules: list[dict], max_seq_length: int, prompts: dict) -> None:
+    """Normalize last, then modules.json and the sentence-transformers configs."""
     modules.append({"idx": len(modules), "name": str(len(modules)), "path": "9_Normalize",
                     "type": "sentence_transformers.models.Normalize"})
     (folder / "modules.json").write_text(json.dumps(modules))
-    (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 64, "do_lower_case": False}))
-    (folder / "config_sentence_transformers.json").write_text(json.dumps({"prompts": prompts if prompts is not None else PROMPTS}))
-    return folder
+    (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": max_seq_length, "do_lower_case": False}))
+    (folder / "config_sentence_transformers.json").write_text(json.dumps({"prompts": prompts}))
 
 
 def make_tiny_gemma(folder: Path, *, window: int = 8, max_seq_length: int = 48) -> Path:
@@ -66,13 +80,8 @@ def make_tiny_gemma(folder: Path, *, window: int = 8, max_seq_length: int = 48) 
     import torch
     from transformers import Gemma3TextConfig, Gemma3TextModel
 
-    from embedgate.model import default_model_path
-
     torch.manual_seed(0)
-    folder.mkdir(parents=True)
-    source = default_model_path()
-    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-        shutil.copy(source / name, folder / name)
+    _start_folder(folder)
     config = Gemma3TextConfig(
         vocab_size=30522, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=3,
         num_key_value_heads=1, head_dim=16, query_pre_attn_scalar=16, sliding_window=window,
@@ -83,14 +92,7 @@ def make_tiny_gemma(folder: Path, *, window: int = 8, max_seq_length: int = 48) 
     # write it back as a published config has it (EmbeddingGemma's says 512 and loads as 257)
     saved = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps(dict(saved, sliding_window=window)))
-    (folder / "1_Pooling").mkdir()
-    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": 32, "pooling_mode_mean_tokens": True}))
-    (folder / "modules.json").write_text(json.dumps([
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]))
-    (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": max_seq_length, "do_lower_case": False}))
-    (folder / "config_sentence_transformers.json").write_text(json.dumps({"prompts": PROMPTS}))
+    _finish_folder(folder, _mean_pooling(folder, 32), max_seq_length, PROMPTS)
     return folder
 
 
