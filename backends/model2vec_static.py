@@ -5,6 +5,10 @@ why it is ~100x faster, and why its vectors live in a space of their own: the re
 the reference's vector space, so it is gated on task quality and latency, not on cosine to the reference.
 `model2vec` is the distilled table; `model2vec-tuned` is that table fitted to the teacher's sentence vectors on a
 corpus (backends/tune.py): --distill-corpus, else STS-B train+dev sentences under --data-dir, else it skips.
+
+Quality evidence must not be in-domain for what it judges: no text of the corpus may be in a gated test split
+(embedgate.taskdata.overlap, checked at every load, the cached artifact's too). A --distill-corpus that shares
+texts with one is refused with a line naming the task; the default corpus leaves such texts out, and says how many.
 """
 
 from __future__ import annotations
@@ -159,13 +163,35 @@ def corpus_for(ctx: BuildContext) -> Corpus:
         "or --data-dir with stsb/stsb-en-train.csv and stsb-en-dev.csv")
 
 
-def _tune(ctx: BuildContext, base: Path, corpus: Corpus, params, out_dir: Path, facts_out: dict):
+def corpus_texts(ctx: BuildContext, corpus: Corpus) -> tuple[list[str], int]:
+    """The corpus's texts with no gated test text among them, and how many the default corpus left out. A corpus the
+    user gave that shares a text with a test split is an error naming the task: the student would be judged on
+    what it was fitted to."""
+    from backends import tune
+    from embedgate.taskdata import normalise, overlap, test_split_texts
+
+    # by how the corpus was chosen, not by its name: a --distill-corpus file may well be called stsb-*.txt
+    texts = tune.stsb_sentences(corpus.files) if corpus.stsb_csv else tune.read_corpus(corpus.files)
+    try:
+        shared = overlap(texts, ctx.options.data_dir)
+    except (OSError, ValueError) as exc:
+        raise EmbedgateError(f"model2vec-tuned: cannot read the test splits to check its corpus against: {exc}") from None
+    if not shared:
+        return texts, 0
+    if not corpus.stsb_csv:
+        listed = ", ".join(f"{task} ({n} texts)" for task, n in sorted(shared.items()))
+        raise EmbedgateError(f"model2vec-tuned: --distill-corpus {corpus.name} shares texts with the test split of "
+                             f"{listed}: a student fitted on a gate's test texts is not judged fairly; remove them")
+    held_out = set().union(*test_split_texts(ctx.options.data_dir).values())
+    kept = [t for t in texts if normalise(t) not in held_out]
+    return kept, len(texts) - len(kept)
+
+
+def _tune(ctx: BuildContext, base: Path, texts: list[str], params, out_dir: Path, facts_out: dict):
     from model2vec import StaticModel
 
     from backends import distill, tune
 
-    # by how the corpus was chosen, not by its name: a --distill-corpus file may well be called stsb-*.txt
-    texts = tune.stsb_sentences(corpus.files) if corpus.stsb_csv else tune.read_corpus(corpus.files)
     prompt = ctx.model.prompt_for(params.role)
     prompted = [prompt + text for text in texts]
     student = StaticModel.from_pretrained(str(base), force_download=False)
@@ -192,11 +218,15 @@ def load_tuned(ctx: BuildContext) -> Model2VecBackend:
     corpus = corpus_for(ctx)
     base, recorded = _built_student(ctx)
     params = TuneParams()
+    texts, left_out = corpus_texts(ctx, corpus)
+    if left_out:
+        ctx.cache.log(f"embedgate: model2vec-tuned: {left_out} texts of {corpus.name} are in a gated test split; left out")
     corpus_hash = [sha256_file(f) for f in corpus.files]
-    key = cache_key(base=base.manifest["key"], corpus=corpus_hash, params=params.as_dict(), versions=_versions())
-    facts: dict = {}
+    key = cache_key(base=base.manifest["key"], corpus=corpus_hash, left_out=left_out, params=params.as_dict(),
+                    versions=_versions())
+    facts: dict = {"corpus_left_out": left_out}
     artifact = ctx.cache.get_or_build(
-        "model2vec-tuned", key, lambda out: _tune(ctx, base.path, corpus, params, out, facts),
+        "model2vec-tuned", key, lambda out: _tune(ctx, base.path, texts, params, out, facts),
         {"source_model": str(ctx.model.path), "source_sha256": ctx.model.content_hash,
          "base": {"backend": "model2vec", "key": base.manifest["key"], "params": recorded},
          "teacher": "torch-fp32: the reference sentence-transformers pipeline, normalised, with the role's prompt",
@@ -204,7 +234,8 @@ def load_tuned(ctx: BuildContext) -> Model2VecBackend:
     )
     manifest = artifact.manifest
     report_params = {**{f"distill_{k}": v for k, v in recorded.items()}, **manifest.get("params", {}),
-                     **manifest.get("facts", {}), "corpus": manifest["corpus"]["name"],
+                     **manifest.get("facts", {}), "corpus": manifest["corpus"]["name"] + (
+                         f" (minus {left_out} texts found in gated test splits)" if left_out else ""),
                      "teacher": "torch-fp32 (sentence-transformers pipeline)"}
     metadata = BackendMetadata(
         str(artifact.path), artifact.size_bytes, 0.0, build_seconds=artifact.build_seconds + base.build_seconds,

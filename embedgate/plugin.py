@@ -93,6 +93,14 @@ def corpus_file(value: str) -> Path:
     return path.resolve()
 
 
+def quality_profile(value: str) -> str:
+    from embedgate.taskdata import PROFILES
+
+    if value not in PROFILES:
+        raise argparse.ArgumentTypeError(f"unknown quality profile {value!r}; profiles: {', '.join(PROFILES)}")
+    return value
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("embedgate", type="bool", default=False,
                   help="run embedgate's gates in this project (the plugin is inert without it)")
@@ -104,7 +112,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--threads", type=positive_int, default=None, metavar="N",
                     help="intra-op threads for every backend (default: the CPUs this process may use)")
     group.addoption("--data-dir", type=existing_dir, default=None, metavar="DIR",
-                    help="external evaluation data (DIR/stsb/stsb-en-test.csv enables the STS Benchmark task)")
+                    help="real evaluation data, one folder per task (stsb, sickr, scifact, wikiqa, banking77, msrp: "
+                         "see README); each folder there enables its task")
+    group.addoption("--quality-profile", type=quality_profile, default="default", metavar="NAME",
+                    help="how much of each real task is scored: quick (a 300M model on 2 cores), default, "
+                         "full (every row, for releases)")
+    group.addoption("--hub-tasks", action="store_true", default=False,
+                    help="load the built-in tasks that --data-dir lacks from the Hugging Face hub by their MTEB names "
+                         "(before the run goes offline; GitHub's runners)")
     group.addoption("--strict-backends", action="store_true", default=False,
                     help="fail, instead of skip, a backend whose optional dependency is missing")
     group.addoption("--artifact-cache", type=Path, default=None, metavar="DIR",
@@ -179,9 +194,10 @@ def _make_session(config: pytest.Config, threads: int):
     from embedgate.cache import ArtifactCache, default_cache_dir
     from embedgate.model import resolve_model
     from embedgate.session import EmbedgateSession, RunOptions
-    from embedgate.tasks import BUILTIN_TASKS
+    from embedgate.tasks import BUILTIN_TASKS, reset
     from embedgate.thresholds import Scopes, default_thresholds_file, load_thresholds
 
+    reset()
     registry = builtin_registry()
     config.hook.pytest_embedgate_register_backends(registry=registry)
     selected = registry.select(config.getoption("backends"))
@@ -197,7 +213,16 @@ def _make_session(config: pytest.Config, threads: int):
     )
     baseline = config.getoption("baseline") or thresholds.baseline
     registry[baseline]  # noqa: B018
-    _check_data_dir(config.getoption("data_dir"))
+    data_dir, profile = config.getoption("data_dir"), config.getoption("quality_profile")
+    if data_dir is not None:
+        from embedgate.tasks import check_data_dir
+
+        check_data_dir(data_dir, profile)
+    hub_tasks = {}
+    if config.getoption("hub_tasks"):
+        from embedgate.tasks import load_from_hub
+
+        hub_tasks = load_from_hub(list(BUILTIN_TASKS), data_dir)
     cache_dir = config.getoption("artifact_cache") or default_cache_dir()
     report_dir = config.getoption("report_dir") or Path(config.invocation_params.dir) / "reports"
     _check_writable_dir(cache_dir, "--artifact-cache")
@@ -222,6 +247,8 @@ def _make_session(config: pytest.Config, threads: int):
         options=RunOptions(
             baseline=baseline,
             mteb_tasks=tuple(mteb_tasks),
+            quality_profile=profile,
+            hub_tasks=hub_tasks,
             latency_buckets=tuple(config.getoption("latency_buckets")),
             latency_batch_sizes=tuple(config.getoption("latency_batch_sizes")),
             latency_budget=config.getoption("latency_budget"),
@@ -259,23 +286,6 @@ def _check_artifacts(registry, selected: list[str], artifacts: dict[str, Path]) 
         if name not in selected:
             raise UsageError(
                 f"--artifact {name}={path}: {name} is not among --backends ({', '.join(selected)}); add it")
-
-
-def _check_data_dir(data_dir: Path | None) -> None:
-    """A --data-dir without a readable STS Benchmark file would silently drop the stsb-test gate and its floor;
-    a malformed file would fail that gate with a traceback after the rest of the run."""
-    if data_dir is None:
-        return
-    from embedgate.data import read_sts_csv
-
-    path = Path(data_dir) / "stsb" / "stsb-en-test.csv"
-    if not path.is_file():
-        raise UsageError(f"--data-dir {data_dir}: no {path} (the STS Benchmark task reads it; "
-                         "leave --data-dir out to run without that task)")
-    try:
-        read_sts_csv(path, header=False)
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"--data-dir {data_dir}: {exc}") from None
 
 
 def _check_writable_dir(path: Path, option: str) -> None:
@@ -324,6 +334,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
         tasks = task_names(session)
         metafunc.parametrize("task_name", tasks, ids=tasks)
+    if "task_type_name" in metafunc.fixturenames:
+        from embedgate.tasks import counted_types, task_names
+
+        types = counted_types(task_names(session))
+        metafunc.parametrize("task_type_name", types, ids=types)
 
 
 def load_or_skip(config: pytest.Config, name: str):

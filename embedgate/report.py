@@ -16,8 +16,9 @@ from typing import Any
 
 from embedgate.families import FAMILY_NAMES
 from embedgate.gates import SECTIONS, TestRecord
+from embedgate.tasks import VECTOR_CACHE
 
-SCHEMA_VERSION = 2  # 2: run.truncate_dim, backend dimension/runtime_dimension, quality (reference_)dimension
+SCHEMA_VERSION = 3  # 3: MTEB aggregation (run.tasks, quality_types, summary retention per type and overall)
 SCHEMA_FILE = Path(__file__).resolve().parent / "report.schema.json"  # what report.json promises; the self-tests hold it to it
 FAMILIES = FAMILY_NAMES  # embedgate/families.py
 BAD = ("fail", "error")
@@ -47,6 +48,7 @@ def sections(records: list[TestRecord]) -> dict[str, dict[str, Any]]:
 def backend_summary(session, name: str, records: list[TestRecord]) -> dict[str, Any]:
     results = sections(records)
     latency, quality, coldstart = results["latency"], results["quality"], results["coldstart"]
+    overall = results["quality_types"].get("overall", {})
     loaded = session.loaded.get(name)
     metadata = getattr(loaded, "metadata", None)
     verdicts = [r.verdict for r in records]  # build_report passes only the tests that ran
@@ -68,6 +70,9 @@ def backend_summary(session, name: str, records: list[TestRecord]) -> dict[str, 
         "speedup_b1": {cell["bucket"]: cell["speedup"] for cell in latency.values() if cell["batch_size"] == 1},
         "per_text_ms_b1": {cell["bucket"]: cell["per_text_ms"] for cell in latency.values() if cell["batch_size"] == 1},
         "quality_retention_min": min(retentions) if retentions else None,
+        "quality_retention_overall": overall.get("retention"),
+        "quality_retention_types": dict(overall.get("types") or {}),
+        "quality_evidence": overall.get("evidence"),
         "task_scores": {task: q["score"] for task, q in quality.items()},
         "size_bytes": metadata.size_bytes if metadata else None,
         "load_seconds": (coldstart.get("import_seconds", 0) + coldstart.get("load_seconds", 0)) if coldstart else (
@@ -136,6 +141,8 @@ def build_report(session, config=None) -> dict[str, Any]:
             "thresholds_file": session.thresholds.source, "threshold_profile": session.thresholds.profile,
             "data_dir": str(session.data_dir) if session.data_dir else None,
             "tasks_not_run": tasks_not_run(session),
+            "quality_profile": session.options.quality_profile,
+            "tasks": tasks_run(session),
             "truncate_dim": session.truncate_dim,
         },
         "model": session.model.describe(),
@@ -153,15 +160,40 @@ def _roofline(records: list[TestRecord]) -> dict[str, Any] | None:
     return next((r.details["roofline_peak"] for r in records if "roofline_peak" in r.details), None)
 
 
+def tasks_run(session) -> dict[str, dict[str, Any]]:
+    """What each task of the run is: its type, whether it is real evidence, where its data came from, its cut."""
+    from embedgate.taskdata import TASKS
+    from embedgate.tasks import is_real, task_names, task_type
+
+    out = {}
+    for name in task_names(session):
+        spec = TASKS.get(name)
+        hub = session.options.hub_tasks.get(name)
+        source = ("the hub: mteb " + hub if hub else "--data-dir" if spec and spec.real else
+                  "fixtures/" if spec else "mteb (--mteb-tasks)")
+        size = spec.size(session.options.quality_profile) if spec and spec.real else None
+        out[name] = {"task_type": task_type(name), "real": is_real(name), "source": source, "size": size,
+                     "mteb_name": spec.mteb_name if spec else name}
+    return out
+
+
 def tasks_not_run(session) -> dict[str, str]:
-    """Built-in tasks this run could not gate, and why: without --data-dir the STS Benchmark gate and its floor
-    drop out, which the report must say rather than leave to be noticed missing."""
-    if session.data_dir is not None:
-        return {}
-    floors = sorted({session.thresholds_for(name)["quality"]["floors"].get("stsb-test") for name in session.selected}
-                    - {None})
-    floor = f" (its floor {', '.join(f'{f:g}' for f in floors)} not gated)" if floors else ""
-    return {"stsb-test": f"STS Benchmark not run: no --data-dir{floor}"}
+    """Built-in real tasks this run could not gate, and why: a gate that drops out (and its floor with it) must be
+    said, not left to be noticed missing."""
+    from embedgate.taskdata import TASKS
+    from embedgate.tasks import task_names
+
+    ran = set(task_names(session))
+    out = {}
+    for name, spec in TASKS.items():
+        if not spec.real or name in ran:
+            continue
+        floors = sorted({session.thresholds_for(b)["quality"]["floors"].get(name) for b in session.selected} - {None})
+        floor = f" (its floor {', '.join(f'{f:g}' for f in floors)} not gated)" if floors else ""
+        where = (f"no {spec.folder}/ in --data-dir {session.data_dir}" if session.data_dir is not None
+                 else "no --data-dir (nor --hub-tasks)")
+        out[name] = f"{name} ({spec.task_type}) not run: {where}{floor}"
+    return out
 
 
 def _metadata(loaded) -> dict[str, Any] | None:
@@ -188,10 +220,12 @@ def terminal_lines(session) -> list[str]:
     # and the files say the same; built here only when no report was written
     report = session.report or build_report(session)
     lines = []
+    if "quality" in report["run"]["families_run"] and not any(t["real"] for t in report["run"]["tasks"].values()):
+        lines.append("no real task gated: quality is judged on the project's fixture sets alone (give --data-dir or --hub-tasks)")
     width = max([12, *map(len, report["backends"])])
     for name, backend in report["backends"].items():
         s = backend["summary"]
-        retention = s["quality_retention_min"]
+        retention = s["quality_retention_overall"]
         line = (f"{name:<{width}} {s['verdict'].upper():<7} speedup {_x(s['speedup_geomean'], 2, 'x'):>7}  "
                 f"quality kept {_x(None if retention is None else 100 * retention, 1, '%'):>6}  size {_mb(s['size_bytes']):>6} MB  "
                 f"rss {_x(s['peak_rss_mb'], 0, ' MB'):>7}  load {_x(s['load_seconds'], 2, 's'):>6}  "
@@ -227,8 +261,11 @@ def _truncation_sentence(report: dict[str, Any]) -> str:
 def render_markdown(report: dict[str, Any]) -> str:
     run, model, machine, rec = report["run"], report["model"], report["machine"], report["recommendation"]
     truncated = f", vectors truncated to {run['truncate_dim']} of {model['dimension']} dims" if run.get("truncate_dim") else ""
+    no_real = "quality" in run["families_run"] and not any(t["real"] for t in run["tasks"].values())
     out = [
         "# embedgate acceptance report", "",
+        *(["> **No real task gated**: quality is judged on the project's fixture sets alone (give --data-dir or "
+           "--hub-tasks).", ""] if no_real else []),
         f"Model **{model['name']}** ({model['dimension']} dims{truncated}, max {model['max_tokens']} tokens, "
         f"sha256 `{model['sha256'][:12]}`) · "
         f"CPU {machine['cpu']['model']} ({', '.join(machine['cpu']['flags'])}) · {run['threads']} threads · "
@@ -245,12 +282,12 @@ def render_markdown(report: dict[str, Any]) -> str:
     if run.get("tasks_not_run") and "quality" in run["families_run"]:
         out += [""] + [f"> {reason}." for reason in run["tasks_not_run"].values()]
     out += ["", "## Backends", "",
-            "| backend | verdict | speedup (geo-mean) | quality kept (worst task) | size MB | peak RSS MB | load s | build s "
+            "| backend | verdict | speedup (geo-mean) | quality kept (MTEB mean over types) | size MB | peak RSS MB | load s | build s "
             "| gates pass/fail/error/skip | dims |",
             "|---|---|---|---|---|---|---|---|---|---|"]
     for name, backend in report["backends"].items():
         s = backend["summary"]
-        retention = s["quality_retention_min"]
+        retention = s["quality_retention_overall"]
         build = (backend["artifact"] or {}).get("build_seconds") or None
         out.append(f"| `{name}` | {VERDICT_ICONS.get(s['verdict'], '–')} {s['verdict']} | {_x(s['speedup_geomean'], 2, 'x')} | "
                    f"{_x(None if retention is None else 100 * retention, 1, '%')} | {_mb(s['size_bytes'])} | "
@@ -342,14 +379,30 @@ def _roofline_section(report, cells) -> list[str]:
 
 
 def _quality_section(report) -> list[str]:
-    tasks = sorted({task for b in report["backends"].values() for task in b["quality"]})
+    info = report["run"].get("tasks", {})
+    tasks = sorted({task for b in report["backends"].values() for task in b["quality"]},
+                   key=lambda t: (not info.get(t, {}).get("real", True), info.get(t, {}).get("task_type", ""), t))
     if not tasks:
         return []
     truncate = report["run"].get("truncate_dim")
     against = (f"retention vs the full-size torch-fp32, {report['model']['dimension']} dims; scores at {truncate} dims"
-               if truncate else "retention vs torch-fp32")
+               if truncate else "retention vs torch-fp32 in the same run")
+    types = sorted({kind for b in report["backends"].values() for kind in b["summary"]["quality_retention_types"]})
     out = ["", f"## Task quality (mteb main score; {against})", "",
-           "| backend | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
+           f"Profile `{report['run'].get('quality_profile', 'default')}`. Retention is aggregated as MTEB aggregates: "
+           "the mean per task type, then the mean over types (only real tasks count when any ran).", ""]
+    if types:
+        out += ["| backend | overall | " + " | ".join(types) + " |", "|---|---|" + "---|" * len(types)]
+        for name, backend in report["backends"].items():
+            s = backend["summary"]
+            if s["quality_retention_overall"] is None:
+                continue
+            out.append(f"| `{name}` | **{100 * s['quality_retention_overall']:.1f}%** | " + " | ".join(
+                _x(None if s["quality_retention_types"].get(k) is None else 100 * s["quality_retention_types"][k], 1, "%")
+                for k in types) + " |")
+        out.append("")
+    heads = [f"{t} ({info[t]['task_type']}{'' if info[t]['real'] else ', fixture'})" if t in info else t for t in tasks]
+    out += ["| backend | " + " | ".join(heads) + " |", "|---|" + "---|" * len(tasks)]
     if truncate:  # the scores every row is held to, which no row shows
         full = {task: q["reference_score"] for b in report["backends"].values() for task, q in b["quality"].items()}
         out.append(f"| torch-fp32 at {report['model']['dimension']} dims (the reference) | "
@@ -360,6 +413,11 @@ def _quality_section(report) -> list[str]:
             q = backend["quality"].get(task)
             row.append("–" if q is None else f"{q['score']:.4f} ({100 * q['retention']:.1f}%)")
         out.append(f"| `{name}` | " + " | ".join(row) + " |")
+    sources = [f"`{t}`: {i['source']}" + (f", {i['size']}" if i.get("size") else "") for t, i in info.items()]
+    if sources:
+        out += ["", "Tasks: " + "; ".join(sources) + "."]
+    fitted = [(name, (b["artifact"] or {}).get("params", {}).get("corpus")) for name, b in report["backends"].items()]
+    out += [f"`{name}` was fitted on: {corpus}." for name, corpus in fitted if corpus]
     return out
 
 
@@ -380,10 +438,24 @@ def _cache_section(report) -> list[str]:
     if not events:
         return []
     out = ["", "## Artifact cache", "", "| backend | event | seconds | detail |", "|---|---|---|---|"]
+    vectors = [e for e in events if e["backend"] == VECTOR_CACHE]
+    if vectors:  # one row: a run reads a dozen of them, each the reference's vectors of one task's texts in one role
+        kinds = ", ".join(f"{sum(e['kind'] == k for e in vectors)} {k}" for k in dict.fromkeys(e["kind"] for e in vectors))
+        out.append(f"| `{VECTOR_CACHE}` | {kinds} | {_x(sum(e['seconds'] or 0 for e in vectors), 1)} | torch-fp32's task "
+                   f"vectors (per task, role and text set) under {Path(vectors[0]['path']).parent} |")
     for e in events:
+        if e["backend"] == VECTOR_CACHE:
+            continue
         detail = e["message"].removeprefix("embedgate: ").replace("|", "/")
         out.append(f"| `{e['backend']}` | {e['kind']} | {_x(e['seconds'], 1)} | {detail} |")
     return out
+
+
+def _kept(summary: dict[str, Any]) -> float | None:
+    """The quality a backend keeps as the pareto plot shows it: MTEB's overall retention (the worst task's where
+    the overall gate did not run, e.g. under -k)."""
+    overall = summary.get("quality_retention_overall")
+    return overall if overall is not None else summary.get("quality_retention_min")
 
 
 def render_pareto(report: dict[str, Any], path: Path) -> bool:
@@ -408,7 +480,7 @@ def draw_pareto(report: dict[str, Any]) -> tuple[Any, list[Any]]:
     into one illegible block. Points within 12 pixels of each other share one label ("3,5,7"); each label takes the
     first place whose box overlaps no earlier label (a self-test holds this), with a leader line when moved."""
     points = [(name, b["summary"]) for name, b in report["backends"].items()
-              if b["summary"]["speedup_geomean"] and b["summary"]["quality_retention_min"] is not None]
+              if b["summary"]["speedup_geomean"] and _kept(b["summary"]) is not None]
     import matplotlib
 
     matplotlib.use("Agg")
@@ -426,7 +498,7 @@ def draw_pareto(report: dict[str, Any]) -> tuple[Any, list[Any]]:
         return fig, placed
     for _, s in points:
         ok = s["verdict"] == "pass"
-        ax.scatter(s["speedup_geomean"], 100 * s["quality_retention_min"], s=70, marker="o" if ok else "X",
+        ax.scatter(s["speedup_geomean"], 100 * (_kept(s) or 0.0), s=70, marker="o" if ok else "X",
                    color="#2a9d4b" if ok else "#d62828", zorder=3)
     ax.set_xscale("log")
     ax.axvline(1.0, color="grey", lw=0.8, ls=":")
@@ -436,11 +508,11 @@ def draw_pareto(report: dict[str, Any]) -> tuple[Any, list[Any]]:
                    label=f"retention gate ({100 * (1 - max_loss):.0f}%)")
         ax.legend(loc="lower left", fontsize=8)
     ax.set_xlabel(f"speedup vs {report['run']['baseline']} (geometric mean, log)")
-    ax.set_ylabel("quality kept: worst task retention vs torch-fp32 (%)")
+    ax.set_ylabel("quality kept: MTEB retention vs torch-fp32, mean over task types (%)")
     ax.grid(True, which="both", alpha=0.3)
-    rows = [f"{n:>2}  {name:<14} {s['speedup_geomean']:>6.2f}x {100 * s['quality_retention_min']:>6.1f}%  "
+    rows = [f"{n:>2}  {name:<14} {s['speedup_geomean']:>6.2f}x {100 * (_kept(s) or 0.0):>6.1f}%  "
             + ("pass" if s["verdict"] == "pass" else (s["first_failure"] or {}).get("gate", s["verdict"])
-               .replace("quality/task_quality", "quality").replace("latency/latency", "latency")
+               .replace("latency/latency", "latency")
                .replace("fidelity/fidelity", "fidelity"))
             for n, (name, s) in enumerate(points, start=1)]
     key.text(0, 1, "\n".join([" #  backend        speedup   kept  verdict", *rows]), family="monospace",
@@ -480,7 +552,7 @@ def _label_groups(ax, points, pixels: float = 12.0) -> list[tuple[list[int], tup
     """Numbers of the points within `pixels` of each other on screen, each group at its first point."""
     groups: list[tuple[list[int], tuple[float, float], Any]] = []
     for number, (_, s) in enumerate(points, start=1):
-        xy = (s["speedup_geomean"], 100 * s["quality_retention_min"])
+        xy = (s["speedup_geomean"], 100 * (_kept(s) or 0.0))
         screen = ax.transData.transform(xy)
         for numbers, _, anchor in groups:
             if ((screen - anchor) ** 2).sum() ** 0.5 <= pixels:

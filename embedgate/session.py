@@ -33,6 +33,8 @@ class RunOptions:
 
     baseline: str | None = None  # --baseline; None: the thresholds file's
     mteb_tasks: tuple[str, ...] = ()
+    quality_profile: str = "default"  # --quality-profile: how far the built-in tasks are cut (embedgate/taskdata.py)
+    hub_tasks: dict[str, str] = field(default_factory=dict)  # --hub-tasks: task -> the mteb task loaded in its place
     latency_buckets: tuple[str, ...] = ()
     latency_batch_sizes: tuple[int, ...] = ()
     latency_budget: float = 6.0  # seconds per latency case (--latency-budget)

@@ -47,7 +47,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "similarity_spearman_min": Key("Spearman of the pairwise-similarity matrices", -1, 1, True),
     },
     "quality": {
-        "max_loss": Key("largest relative loss of a task's main score against torch-fp32 (0.05 = 5%)", 0, 1, True),
+        "max_loss": Key("largest loss of the overall retention (mean over task types, as MTEB averages) against "
+                        "torch-fp32 (0.05 = 5%)", 0, 1, True),
+        "max_type_loss": Key("largest loss of one task type's mean retention against torch-fp32", 0, 1, True),
+        "max_task_loss": Key("largest loss of one task's main score against torch-fp32", 0, 1, True),
     },
     "latency": {
         "min_speedup": Key("median speedup over the baseline, measured interleaved in the same run", 0, math.inf, True),

@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="the acceptance run's exit code: 0 or 1 (gates failed) are fine, anything else is an error")
     parser.add_argument("--optional", action="append", default=[], metavar="GATE",
                         help="a table entry (name or glob) that may be absent from the run, e.g. "
-                             "'quality/task_quality[[]stsb-test]' when no --data-dir was given (repeatable)")
+                             "'quality/task[[]stsb]' when no --data-dir was given (repeatable)")
     parser.add_argument("--ignore-family", action="append", default=[], choices=FAMILY_NAMES,
                         help="do not compare this family's verdicts, e.g. latency on hardware the table was not "
                              "measured on (repeatable; errors still count)")

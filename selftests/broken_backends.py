@@ -145,6 +145,18 @@ class SlightNoise(Noisy):
     sigma = 0.04
 
 
+class RoleScrambled(Wrapped):
+    """Right on similarity texts, noise for queries, documents and classification inputs: a runtime whose
+    role-specific path (a prompt, a head, a cache key) is broken. An STS-only gate cannot see it."""
+
+    def encode(self, texts, *, role=None, batch_size=32):
+        texts = check_texts(texts)
+        if role == "similarity" or not texts:
+            return super().encode(texts, role=role, batch_size=batch_size)
+        vectors = _text_noise([f"{role}|{t}" for t in texts], self.dimension, 1.0)
+        return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+
+
 class OtherPooling(Wrapped):
     """CLS pooling where the model says mean (a converter that ignores 1_Pooling)."""
 
@@ -251,7 +263,7 @@ BROKEN.update({
     "noisy": Noisy, "retention-90": Retention90, "slight-noise": SlightNoise, "cls-pooling": OtherPooling,
     "no-prompt": DroppedPrompt, "no-last-dense": DroppedLastDense, "plain": Wrapped, "slow-3x": SlowedDown,
     "cached": Cached, "regresses": SlowedByEnvironment, "spinner": LeavesThreadsSpinning,
-    "twin": Twin,
+    "twin": Twin, "role-scrambled": RoleScrambled,
 })
 
 

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from embedgate import EmbedgateError
 from embedgate.cache import PID_FILE, ArtifactCache
 from embedgate.model import load_model_spec
 from selftests.test_usage_errors import one_error_line
@@ -238,8 +237,8 @@ def test_corrupt_cache_is_reported_without_s(suite, tiny_model, tmp_path, monkey
     ("backend.onnx_int8.fidelity.cosine_mean_min=0.9999",
      "unknown backend 'onnx_int8' in [backend.onnx_int8] (did you mean 'onnx-int8'?); known: torch-fp32, torch-int8, "),
     ("quality.floors.stsb_tset=0.99",
-     ("unknown task 'stsb_tset' in defaults.quality.floors (did you mean 'stsb-test'?); "
-      "known tasks: fixture-sts, fixture-retrieval, stsb-test")),
+     ("unknown task 'stsb_tset' in defaults.quality.floors (did you mean 'stsb'?); "
+      "known tasks: stsb, sickr, scifact, wikiqa, banking77, msrp, fixture-sts, fixture-retrieval")),
     ("family.ggfu.contract.batch_min_cosine=0.99",
      "unknown backend family 'ggfu' in [family.ggfu] (did you mean 'gguf'?); known: torch, onnx, openvino, gguf, model2vec"),
 ], ids=["backend", "floor-task", "family"])
@@ -259,9 +258,9 @@ def test_thresholds_file_scope_that_matches_nothing(suite, tiny_model, tmp_path)
 
 # ---------------------------------------------------------------- 8: --data-dir and STS Benchmark
 
-def test_data_dir_without_stsb(suite, tiny_model, tmp_path):
+def test_data_dir_without_any_task(suite, tiny_model, tmp_path):
     line = usage_error(suite.run(f"--model={tiny_model}", "--backends=torch-fp32", f"--data-dir={tmp_path}"))
-    assert line.startswith(f"ERROR: --data-dir {tmp_path}: no {tmp_path}/stsb/stsb-en-test.csv"), line
+    assert line.startswith(f"ERROR: --data-dir {tmp_path}: none of the task folders (stsb/, sickr/, scifact/"), line
 
 
 @pytest.mark.parametrize(("content", "message"), [
@@ -277,7 +276,7 @@ def test_malformed_stsb_csv(suite, tiny_model, tmp_path, content, message):
     (tmp_path / "stsb").mkdir()
     (tmp_path / "stsb" / "stsb-en-test.csv").write_bytes(content.encode("utf-8", "surrogateescape"))
     line = usage_error(suite.run(f"--model={tiny_model}", "--backends=torch-fp32", f"--data-dir={tmp_path}"))
-    assert line == f"ERROR: --data-dir {tmp_path}: {tmp_path}/stsb/stsb-en-test.{message}", line
+    assert line == f"ERROR: --data-dir {tmp_path}: task stsb: {tmp_path}/stsb/stsb-en-test.{message}", line
 
 
 def test_valid_stsb_csv_is_gated(suite, tiny_model, tmp_path):
@@ -286,79 +285,13 @@ def test_valid_stsb_csv_is_gated(suite, tiny_model, tmp_path):
     result = suite.run(f"--model={tiny_model}", "--backends=torch-fp32", f"--data-dir={tmp_path}", "-m", "quality",
                        "--collect-only", "-q")
     assert result.ret == 0, result.stdout.str()[-2000:]
-    result.stdout.fnmatch_lines(["*test_task_quality[[]torch-fp32-stsb-test[]]"])
+    result.stdout.fnmatch_lines(["*test_task[[]torch-fp32-stsb[]]"])
 
 
 def test_no_data_dir_says_stsb_was_not_run(suite, tiny_model):
     result = suite.run(f"--model={tiny_model}", "--backends=torch-fp32", "-m", "quality", "-k", "fixture-sts")
     assert result.ret == 0, result.stdout.str()[-2000:]
-    said = "STS Benchmark not run: no --data-dir (its floor 0.65 not gated)"
-    assert suite.report()["run"]["tasks_not_run"] == {"stsb-test": said}
+    said = "stsb (STS) not run: no --data-dir (nor --hub-tasks) (its floor 0.65 not gated)"
+    assert suite.report()["run"]["tasks_not_run"]["stsb"] == said
     assert f"> {said}." in (suite.pytester.path / "reports" / "report.md").read_text()
     result.stdout.fnmatch_lines(["*embedgate verdicts*", said])
-
-
-# ---------------------------------------------------------------- 9: the artifact cache folder
-
-def test_artifact_cache_under_a_file(suite, tiny_model, tmp_path):
-    blocker = tmp_path / "file"
-    blocker.write_text("a file")
-    line = usage_error(suite.run(f"--model={tiny_model}", "--backends=torch-fp32", f"--artifact-cache={blocker}/c"))
-    assert line == f"ERROR: --artifact-cache {blocker}/c: cannot be created: {blocker} is a file; give a folder", line
-
-
-@pytest.mark.fast
-def test_cache_oserror_is_one_line(tmp_path):
-    (tmp_path / "onnx-fp32").write_text("a file where the backend's folder goes")
-    cache = ArtifactCache(tmp_path, log=lambda line: None)
-    with pytest.raises(EmbedgateError) as raised:
-        cache.get_or_build("onnx-fp32", "k1", lambda out: pytest.fail("built into a broken cache"), {})
-    assert str(raised.value) == (f"artifact cache {tmp_path}: cannot write onnx-fp32's artifact ({tmp_path}/onnx-fp32: "
-                                 "File exists); give a writable --artifact-cache with room for it")
-
-
-def test_cache_that_cannot_take_a_build_is_one_line_per_test(suite, tiny_model, tmp_path):
-    suite.pytester.makeconftest(CACHED_BACKEND_CONFTEST)
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    (cache / "cached-plain").write_text("a file where the backend's folder goes")
-    result = suite.run(f"--model={tiny_model}", "--backends=cached-plain", f"--artifact-cache={cache}", *QUICK)
-    assert result.ret == pytest.ExitCode.TESTS_FAILED
-    no_traceback(result)
-    [test] = suite.report()["tests"]
-    assert test["message"] == (f"cached-plain: artifact cache {cache}: cannot write cached-plain's artifact "
-                               f"({cache}/cached-plain: File exists); "
-                               "give a writable --artifact-cache with room for it")
-
-
-# ---------------------------------------------------------------- 11: --artifact and --model values
-
-def test_artifact_for_a_backend_not_selected(suite, tiny_model, tmp_path):
-    artifact = tmp_path / "q8.gguf"
-    artifact.write_bytes(b"GGUF")
-    line = usage_error(suite.run(f"--model={tiny_model}", "--backends=torch-fp32,onnx-int8",
-                                 f"--artifact=gguf-q8_0={artifact}"))
-    assert line == (f"ERROR: --artifact gguf-q8_0={artifact}: gguf-q8_0 is not among --backends "
-                    "(torch-fp32, onnx-int8); add it"), line
-
-
-def test_artifact_for_a_backend_built_in_memory(suite, tiny_model, tmp_path):
-    artifact = tmp_path / "weights"
-    artifact.mkdir()
-    line = usage_error(suite.run(f"--model={tiny_model}", "--backends=torch-fp32", f"--artifact=torch-fp32={artifact}"))
-    assert line == (f"ERROR: --artifact torch-fp32={artifact}: backend torch-fp32 is built in memory "
-                    "and takes no artifact"), line
-
-
-def test_relative_model_path_that_does_not_exist(suite):
-    (suite.pytester.path / "models").mkdir()
-    line = usage_error(suite.run("--model=models/mine", "--backends=torch-fp32"))
-    assert line == (f"ERROR: --model models/mine: no such folder (relative to {suite.pytester.path}); "
-                    "give a sentence-transformers folder or a hub id"), line
-
-
-def test_hub_id_offline_and_not_cached(suite, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    line = usage_error(suite.run("--model=no-such-org/no-such-model", "--backends=torch-fp32"))
-    assert line == (f"ERROR: --model no-such-org/no-such-model: no such folder (relative to {suite.pytester.path}), "
-                    "and not in the local hub cache (HF_HUB_OFFLINE is set)"), line

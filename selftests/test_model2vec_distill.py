@@ -81,6 +81,44 @@ def test_tuned_fits_on_the_corpus_and_says_which(context, tmp_path):
     assert backend.encode(["a cat sat on the mat"]).shape == (1, 16)
 
 
+def test_a_corpus_that_shares_a_gated_test_text_is_refused(context, tmp_path):
+    """A student fitted on a gate's test texts would be judged on what it learnt: a --distill-corpus holding one
+    (case and spacing aside) is an error naming the task, before anything is built."""
+    from backends import builtin_registry
+    from embedgate import EmbedgateError
+    from embedgate.data import fixture_sts
+    from selftests.task_folders import make_data_dir
+
+    data = make_data_dir(tmp_path / "data")
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(CORPUS + [fixture_sts()[0][1].lower()]) + "\n")
+    with pytest.raises(EmbedgateError) as refused:
+        builtin_registry()["model2vec-tuned"].load(context(distill_corpus=corpus, data_dir=data))
+    line = str(refused.value)
+    assert f"--distill-corpus {corpus} shares texts with the test split of fixture-sts (1 texts), msrp (1 texts)" in line
+    assert "stsb (1 texts): a student fitted on a gate's test texts is not judged fairly" in line
+    assert "\n" not in line
+
+
+def test_the_default_corpus_leaves_gated_test_texts_out(context, tmp_path):
+    """The default corpus (STS-B train+dev) holds sentences that are in test splits too (on the real data: 291 of
+    STS-B test, 1,263 of MSRP test): they are left out of the fit, and the report says how many."""
+    from backends import builtin_registry
+    from embedgate.data import fixture_sts
+    from selftests.task_folders import make_data_dir
+
+    data = make_data_dir(tmp_path / "data")
+    test_sentence = fixture_sts()[5][0]
+    for split in ("train", "dev"):
+        rows = [f'"{CORPUS[i]}","{CORPUS[i + 1]}",2.0' for i in range(0, 40, 2)]
+        (data / "stsb" / f"stsb-en-{split}.csv").write_text("\n".join(rows + [f'"{test_sentence}","x y z",1.0']) + "\n")
+    backend = builtin_registry()["model2vec-tuned"].load(context(data_dir=data))
+    recorded = manifest(backend)
+    assert recorded["facts"]["corpus_left_out"] == 1, recorded["facts"]
+    assert recorded["facts"]["corpus_texts"] == len(set(CORPUS[:40])) + 1, "the rest of the corpus is fitted on"
+    assert backend.metadata.params["corpus"] == "stsb-en-train+dev sentences (minus 1 texts found in gated test splits)"
+
+
 def test_tuned_without_a_corpus_is_unavailable(context):
     from backends import builtin_registry
     from embedgate import BackendUnavailable

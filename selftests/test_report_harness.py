@@ -152,14 +152,14 @@ def summary(verdict, speedup, gate=None):
 def test_decision_rule():
     summaries = {
         "torch-fp32": summary("pass", 0.6), "torch-int8": summary("pass", 1.0),
-        "onnx-int8": summary("pass", 1.5), "gguf-q4_k_m": summary("fail", 2.4, "quality/task_quality[stsb-test]"),
-        "model2vec": summary("fail", 90.0, "quality/task_quality[stsb-test]"), "broken": summary("error", None, "contract/x"),
+        "onnx-int8": summary("pass", 1.5), "gguf-q4_k_m": summary("fail", 2.4, "quality/task[stsb]"),
+        "model2vec": summary("fail", 90.0, "quality/task[stsb]"), "broken": summary("error", None, "contract/x"),
         "absent": summary("skipped", None),
     }
     rec = recommend(summaries)
     assert rec["ship"] == "onnx-int8"
     assert [r["backend"] for r in rec["rejected"]] == ["model2vec", "gguf-q4_k_m"]
-    assert rec["rejected"][0]["gate"] == "quality/task_quality[stsb-test]"
+    assert rec["rejected"][0]["gate"] == "quality/task[stsb]"
     nothing = recommend({"a": summary("fail", 3.0, "latency/x"), "b": summary("error", None, "contract/y")})
     assert nothing["ship"] is None
     assert nothing["reason"] == "no backend passed every gate"
@@ -220,7 +220,7 @@ def test_report_sections_are_assembled_from_the_gate_records_alone():
         return GateRecorder(TestRecord(f"t::{gate}", "b", gate.split("/")[0], gate))
 
     latency, quality, fidelity, contract = (recorder(g) for g in (
-        "latency/latency[b1-query]", "quality/task_quality[fixture-sts]", "fidelity/fidelity[cosine-mean]",
+        "latency/latency[b1-query]", "quality/task[fixture-sts]", "fidelity/fidelity[cosine-mean]",
         "contract/unit_norm"))
     cell = latency.result("latency", {"speedup": 2.0}, key="b1-query")
     assert cell == {"speedup": 2.0}, "result() returns what it recorded (pytest-benchmark's extra_info is fed from it)"
@@ -228,8 +228,8 @@ def test_report_sections_are_assembled_from_the_gate_records_alone():
     fidelity.result("fidelity", {"cosine-mean": 0.99, "texts": 247})
     assert sections([r.record for r in (latency, quality, fidelity, contract)]) == {
         "latency": {"b1-query": {"speedup": 2.0}}, "quality": {"fixture-sts": {"score": 0.8}},
-        "fidelity": {"cosine-mean": 0.99, "texts": 247}, "coldstart": {}}
-    with pytest.raises(ValueError, match="not one of latency, fidelity, quality, coldstart"):
+        "fidelity": {"cosine-mean": 0.99, "texts": 247}, "quality_types": {}, "coldstart": {}}
+    with pytest.raises(ValueError, match="not one of latency, fidelity, quality, quality_types, coldstart"):
         contract.result("contracts", {})
 
 

@@ -23,14 +23,14 @@ REPORT = {
     "model": {"name": "m"}, "generated_at": "now", "backends": {"a": {}, "b": {}},
     "tests": [
         gate("a", "contract/unit_norm", "pass"),
-        gate("a", "quality/task_quality[stsb-test]", "fail", message="retention 0.80 < 0.95"),
+        gate("a", "quality/task[stsb]", "fail", message="retention 0.80 < 0.95"),
         gate("a", "latency/latency[b1-query]", "pass", value=1.1, threshold=1.0),
         gate("b", "contract/unit_norm", "pass"),
         gate("b", "latency/latency[b1-query]", "fail", value=0.5, threshold=1.0, message="speedup 0.5 < 1.0"),
     ],
 }
 TABLE = {
-    "a": {"contract/*": "pass", "quality/task_quality[stsb-test]": "fail", "latency/*": "pass"},
+    "a": {"contract/*": "pass", "quality/task[stsb]": "fail", "latency/*": "pass"},
     "b": {"contract/*": "pass", "latency/latency[b1-query]": "fail"},
 }
 
@@ -48,7 +48,7 @@ def test_gate_names_with_brackets_are_literal_and_the_longest_entry_wins():
 
 @pytest.mark.parametrize(("change", "expected"), [
     (lambda t: t["b"].update({"latency/latency[b1-query]": "pass"}), "b latency/latency[b1-query]: fail, expected pass"),
-    (lambda t: t["a"].pop("quality/task_quality[stsb-test]"), "a quality/task_quality[stsb-test]: fail, but the table has no entry"),
+    (lambda t: t["a"].pop("quality/task[stsb]"), "a quality/task[stsb]: fail, but the table has no entry"),
     (lambda t: t.update(c={"contract/*": "pass"}), "c: in the table but not in the run"),
     (lambda t: t["a"].update({"fidelity/*": "pass"}), "a fidelity/*: in the table but no gate of the run matches it"),
 ], ids=["verdict-differs", "gate-not-in-table", "backend-not-run", "entry-matches-nothing"])
@@ -78,15 +78,15 @@ def test_latency_flips_only_within_the_margin():
                              for t in near["tests"]]}
     assert compare(far, TABLE, 0.25)[0], "a latency verdict far from its threshold must match the table"
     quality = {**REPORT, "tests": [t if t["family"] != "quality" else
-                                   gate("a", "quality/task_quality[stsb-test]", "pass", value=0.951, threshold=0.95)
+                                   gate("a", "quality/task[stsb]", "pass", value=0.951, threshold=0.95)
                                    for t in REPORT["tests"]]}
     assert compare(quality, TABLE, 0.25)[0], "quality verdicts are deterministic: no margin"
 
 
 def test_optional_entries_may_be_absent():
     report = {**REPORT, "tests": [t for t in REPORT["tests"] if "stsb" not in t["gate"]]}
-    assert compare(report, TABLE, 0.25)[0] == ["a quality/task_quality[stsb-test]: in the table but no gate of the run matches it"]
-    problems, notes = compare(report, TABLE, 0.25, ("quality/task_quality[[]stsb-test]",))
+    assert compare(report, TABLE, 0.25)[0] == ["a quality/task[stsb]: in the table but no gate of the run matches it"]
+    problems, notes = compare(report, TABLE, 0.25, ("quality/task[[]stsb]",))
     assert problems == []
     assert "not in this run" in notes[0]
 
@@ -110,7 +110,7 @@ def test_cli_exit_codes(tmp_path, capsys):
 
 
 def test_ignored_family_is_not_compared_but_its_errors_are():
-    table = {"a": {"contract/*": "pass", "quality/task_quality[stsb-test]": "fail"}, "b": {"contract/*": "pass"}}
+    table = {"a": {"contract/*": "pass", "quality/task[stsb]": "fail"}, "b": {"contract/*": "pass"}}
     problems, notes = compare(REPORT, table, 0.25, ignore_families=("latency",))
     assert problems == []
     assert "not compared: latency" in notes[0]
