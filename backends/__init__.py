@@ -49,6 +49,43 @@ class EmbeddingBackend(Protocol):
         ...
 
 
+# Optional capabilities: what a backend may offer beyond EmbeddingBackend, and the gates that use it. The built-in
+# backends have all three (backends._base.BaseBackend); a plugin's backend without one skips that gate or, for
+# TimedCall, is timed through encode().
+
+
+@runtime_checkable
+class RawOutput(Protocol):
+    """The runtime's own output before encode()'s checks and normalisation: contract/raw_output checks its shape,
+    dtype, NaN/inf and zero rows (a graph that emits NaN must not hide behind the normalisation)."""
+
+    runtime_dimension: int  # the dims the runtime returns (what --truncate-dim cuts afterwards)
+
+    def encode_raw(self, texts: Sequence[str], *, role: str | None = None, batch_size: int = 32) -> np.ndarray: ...
+
+    def embeds_nothing(self, text: str) -> bool:
+        """True where a zero vector is the right answer for this prompted text (a static model's unknown words)."""
+        ...
+
+
+@runtime_checkable
+class DeployedSettings(Protocol):
+    """What the artifact itself would do when deployed: {"pooling", "dimension", "normalize", "max_tokens"}, None
+    for what it leaves to its caller; contract/deployed_settings compares them with the reference pipeline's."""
+
+    def deployed_settings(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class TimedCall(Protocol):
+    """The runtime's work alone, as the latency gates time it: already-prompted texts in calls of `batch_size`,
+    raw output; prompts, input checks and normalisation stay outside the clock."""
+
+    model: ModelSpec  # whose prompt_for(role) the timed texts get beforehand
+
+    def embed_prompted(self, prompted: list[str], batch_size: int) -> np.ndarray: ...
+
+
 @dataclass(frozen=True)
 class BuildOptions:
     """The run's options a build may depend on, typed and frozen (a backend cannot change them for the next one).
@@ -81,6 +118,12 @@ class BackendSpec:
     requires: tuple[str, ...] = ()  # modules whose absence means "extra not installed"
     accepts_artifact: bool = True
     compute: str = "fp32"  # the roofline peak its work is held to: "fp32", "int8", or "" (no GEMMs: a lookup)
+
+    @property
+    def builtin(self) -> bool:
+        """One of embedgate's own (a "module:function" factory a fresh process can import, e.g. for the cold start),
+        not one a plugin registered."""
+        return isinstance(self.factory, str)
 
     def load(self, ctx: BuildContext) -> EmbeddingBackend:
         for module in self.requires:

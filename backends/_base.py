@@ -103,17 +103,21 @@ class BaseBackend:
     # Dynamic INT8 computes one activation scale per tensor, so inside a padded batch a text's vector depends on
     # its batch-mates (MiniLM, onnx-int8: cosine 0.952 between "ok" alone and "ok" in a batch of six). Such
     # backends run one text per call: exact batch invariance, and batch latencies that say what that costs.
-    one_text_per_call = False
-    # A static model averages token vectors, so a text with no known token (or an empty one) is a zero row by
-    # design; such backends return the first basis vector for it. Anywhere else a zero row is an error.
-    zero_vector_for_empty = False
+    one_text_per_call: bool  # set by the constructor
 
-    def __init__(self, name: str, model: ModelSpec, dimension: int, metadata: BackendMetadata):
+    def __init__(self, name: str, model: ModelSpec, dimension: int, metadata: BackendMetadata, *,
+                 one_text_per_call: bool = False):
         self.name = name
         self.model = model
         self.dimension = dimension
         self.max_tokens = model.max_seq_length
         self.metadata = metadata
+        self.one_text_per_call = one_text_per_call
+
+    @property
+    def runtime_dimension(self) -> int:
+        """The dims the runtime itself returns (TruncatedBackend cuts them to `dimension` after)."""
+        return self.dimension
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} dim={self.dimension} artifact={self.metadata.artifact_path}>"
@@ -131,7 +135,7 @@ class BaseBackend:
         if zero.any():
             prompt = self.model.prompt_for(role)
             wrong = [int(i) for i in np.flatnonzero(zero)
-                     if not (self.zero_vector_for_empty and self._embeds_nothing(prompt + texts[i]))]
+                     if not self.embeds_nothing(prompt + texts[i])]
             if wrong:
                 raise EmbeddingError(f"{self.name}: the runtime returned an all-zero vector for text {wrong[0]} "
                                      f"({texts[wrong[0]][:40]!r})")
@@ -150,8 +154,10 @@ class BaseBackend:
         # tokens, batches of 32 in the file's order) padded every batch to ~2x its mean length.
         return length_sorted([prompt + text for text in texts], lambda ordered: self.embed_prompted(ordered, batch_size))
 
-    def _embeds_nothing(self, text: str) -> bool:
-        """True when the text has nothing the model can embed (only for zero_vector_for_empty backends)."""
+    def embeds_nothing(self, text: str) -> bool:
+        """True when a zero vector is the runtime's right answer for this (prompted) text. A static model averages
+        token vectors, so a text with no known token (or an empty one) is a zero row by design, and encode() gives
+        it the first basis vector; anywhere else a zero row is an error, so this default says no."""
         return False
 
     def deployed_settings(self) -> dict[str, Any]:

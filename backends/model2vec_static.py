@@ -91,9 +91,8 @@ class Model2VecBackend(BaseBackend):
                                normalize=bool(self.static.normalize))
         super().__init__(name, ctx.model, int(dimension), metadata)
 
-    zero_vector_for_empty = True  # no known token, nothing to average: a zero row by design (see _base)
-
-    def _embeds_nothing(self, text: str) -> bool:
+    def embeds_nothing(self, text: str) -> bool:
+        """No known token, nothing to average: a zero row by design (see _base)."""
         return not self.static.tokenize([text])[0]
 
     def deployed_settings(self) -> dict:

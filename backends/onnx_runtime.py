@@ -240,7 +240,8 @@ class GraphFeed:
 
 
 class OnnxBackend(BaseBackend):
-    def __init__(self, name: str, ctx: BuildContext, onnx_file: Path, metadata: BackendMetadata):
+    def __init__(self, name: str, ctx: BuildContext, onnx_file: Path, metadata: BackendMetadata, *,
+                 one_text_per_call: bool = False):
         import onnxruntime as ort
         from transformers import AutoTokenizer
 
@@ -269,7 +270,7 @@ class OnnxBackend(BaseBackend):
             graph_optimization_level="ORT_ENABLE_ALL", intra_op_threads=ctx.threads, inter_op_threads=1,
             execution_mode="sequential", allow_spinning=SPINNING,
         )
-        super().__init__(name, ctx.model, dimension, metadata)
+        super().__init__(name, ctx.model, dimension, metadata, one_text_per_call=one_text_per_call)
 
     def deployed_settings(self) -> dict:
         """The graph's output dimension. Pooling and normalization are inside the graph, not declared by it, and the
@@ -285,7 +286,7 @@ class OnnxBackend(BaseBackend):
         return self.session.run(None, {name: encoded[name].astype(np.int64) for name in self.input_names})[0]
 
 
-def _load(name: str, ctx: BuildContext, build) -> OnnxBackend:
+def _load(name: str, ctx: BuildContext, build, *, one_text_per_call: bool = False) -> OnnxBackend:
     if ctx.artifact is not None:
         path = ctx.artifact / "model.onnx" if ctx.artifact.is_dir() else ctx.artifact
         if not path.is_file():
@@ -300,7 +301,7 @@ def _load(name: str, ctx: BuildContext, build) -> OnnxBackend:
             params=dict(artifact.manifest.get("params", {})),
         )
     with Timer() as timer:
-        backend = OnnxBackend(name, ctx, path, metadata)
+        backend = OnnxBackend(name, ctx, path, metadata, one_text_per_call=one_text_per_call)
     backend.metadata.load_seconds = timer.seconds
     return backend
 
@@ -310,8 +311,8 @@ def load_fp32(ctx: BuildContext) -> OnnxBackend:
 
 
 def load_int8(ctx: BuildContext) -> OnnxBackend:
-    backend = _load("onnx-int8", ctx, build_int8)
-    backend.one_text_per_call = True  # DynamicQuantizeLinear: one activation scale per tensor (see _base)
+    # DynamicQuantizeLinear: one activation scale per tensor (see _base)
+    backend = _load("onnx-int8", ctx, build_int8, one_text_per_call=True)
     backend.metadata.params["batching"] = "one text per call (per-tensor activation scales)"
     return backend
 

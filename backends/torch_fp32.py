@@ -38,10 +38,10 @@ def weights_size(model: ModelSpec) -> int:
 
 
 class SentenceTransformerBackend(BaseBackend):
-    def __init__(self, name: str, model: ModelSpec, st, metadata: BackendMetadata):
+    def __init__(self, name: str, model: ModelSpec, st, metadata: BackendMetadata, *, one_text_per_call: bool = False):
         if not model.include_prompt:
             raise ValueError(f"{name}: models whose pooling excludes the prompt (include_prompt=false) are not supported")
-        super().__init__(name, model, int(st.get_embedding_dimension()), metadata)
+        super().__init__(name, model, int(st.get_embedding_dimension()), metadata, one_text_per_call=one_text_per_call)
         self.st = st
 
     def deployed_settings(self) -> dict:

@@ -40,6 +40,5 @@ def load(ctx: BuildContext) -> SentenceTransformerBackend:
             "batching": "one text per call (per-tensor activation scales)",
         },
     )
-    backend = SentenceTransformerBackend("torch-int8", ctx.model, st, metadata)
-    backend.one_text_per_call = True
-    return backend
+    # dynamic INT8: one activation scale per tensor, so one text per call (see _base)
+    return SentenceTransformerBackend("torch-int8", ctx.model, st, metadata, one_text_per_call=True)

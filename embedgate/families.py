@@ -18,5 +18,9 @@ GATE_FAMILIES: dict[str, str] = {
     "fidelity": "vectors compared with the fp32 reference's (cosine, neighbours, similarity structure)",
     "quality": "task metrics through mteb's evaluators, retention against the reference and floors",
     "latency": "pytest-benchmark timings, in-run speedup against the baseline, cold start",
+    "release": "a candidate against the production artifact (--production): quality, fidelity, latency, index",
 }
 FAMILY_NAMES: tuple[str, ...] = tuple(GATE_FAMILIES)
+# the families every acceptance run has; release gates run only when --production names an artifact, so a run
+# without them is not partial
+CORE_FAMILIES: tuple[str, ...] = ("contract", "fidelity", "quality", "latency")

@@ -20,7 +20,7 @@ from embedgate.families import FAMILY_NAMES
 
 OPS = {">=": operator.ge, "<=": operator.le}
 # report.json's per-backend sections a gate's full measurement may go into (backends.<name>.<section>)
-SECTIONS = ("latency", "fidelity", "quality", "quality_types", "coldstart")
+SECTIONS = ("latency", "fidelity", "quality", "quality_types", "coldstart", "release")
 NEGATED = {">=": "<", "<=": ">"}
 
 

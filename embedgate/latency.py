@@ -8,6 +8,7 @@ that caches vectors gains nothing from it.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -255,3 +256,65 @@ def harness_overhead(backend, texts: list[str], rounds: int = 200) -> dict[str, 
     native = statistics.median(natives)
     return {"runtime_s": native, "overhead_s": statistics.median(differences),
             "overhead": statistics.median(differences) / native}
+
+
+# ---------------------------------------------------------------- one latency case, timed against another backend
+
+def _skip(reason: str):
+    import pytest
+
+    pytest.skip(reason)
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def timed_runner(target, batches: list[list[str]], case):
+    """`run(i)` embeds batch i the way the latency gate times it: for embedgate's own backends the runtime's work
+    alone (`embed_prompted`: prompts added and inputs checked before the clock starts, no normalisation), for a
+    plugin's backend its `encode`."""
+    from backends import TimedCall
+
+    if not isinstance(target, TimedCall):
+        return lambda i: target.encode(batches[i], role=case.role, batch_size=case.batch_size)
+    embed = target.embed_prompted
+    prompt = target.model.prompt_for(case.role)
+    prompted = [[prompt + text for text in batch] for batch in batches]
+    return lambda i: embed(prompted[i], case.batch_size)
+
+
+def fit_plan(case, runs: list, one_text_runs: list, budget: float) -> BlockPlan:
+    """One untimed call of each side (backend, then baseline) tells how many timed calls fit the budget; a case
+    that cannot fit even MIN_CALLS is skipped, on an estimate from one text where a whole batch would take minutes
+    (a 2,048-token batch of 32 on a 300M model)."""
+
+    def too_slow(seconds: float, how: str) -> None:
+        if seconds * MIN_CALLS > 4 * budget:
+            _skip(f"one round {how} {seconds:.1f}s (backend and baseline): {MIN_CALLS} rounds exceed 4x "
+                        f"--latency-budget={budget:g}s; raise it to time {case.id}")
+
+    if case.batch_size > 1:
+        too_slow(case.batch_size * sum(timed(lambda run=run: run(0)) for run in one_text_runs), "would take about")
+    each = [timed(lambda run=run: run(0)) for run in runs]
+    too_slow(sum(each), "takes")
+    return BlockPlan.fit(each[0], sum(each[1:]), budget)
+
+
+def time_blocks(backend, baseline, case, batches: list[list[str]], budget: float, benchmark) -> tuple[BlockPlan, BlockTimer]:
+    """Both sides in alternating blocks (BlockTimer), the backend's calls through pytest-benchmark; the baseline
+    alone when it is the backend under test."""
+    is_baseline = backend.name == baseline.name
+    run_backend = timed_runner(backend, batches, case)
+    run_baseline = None if is_baseline else timed_runner(baseline, batches, case)
+    sides = [backend] if is_baseline else [backend, baseline]
+    plan = fit_plan(case, [run for run in (run_backend, run_baseline) if run],
+                    [timed_runner(side, [batches[0][:1]], case) for side in sides], budget)
+    timer = BlockTimer(run_backend, run_baseline, TEXT_VARIANTS, plan)
+    benchmark.group = f"{case.bucket} (~{case.tokens} tokens) batch {case.batch_size}"
+    benchmark.pedantic(run_backend, setup=timer.setup, rounds=plan.timed_calls, warmup_rounds=0, iterations=1)
+    if benchmark.disabled or benchmark.stats is None:
+        _skip("benchmarks are disabled (--benchmark-disable): nothing was timed")
+    return plan, timer

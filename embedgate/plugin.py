@@ -101,6 +101,12 @@ def quality_profile(value: str) -> str:
     return value
 
 
+def _shard_spec(value: str) -> tuple[int, int]:
+    from embedgate.merge import shard_spec
+
+    return shard_spec(value)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("embedgate", type="bool", default=False,
                   help="run embedgate's gates in this project (the plugin is inert without it)")
@@ -126,6 +132,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="where built artifacts are cached (default: $EMBEDGATE_CACHE or the user cache dir)")
     group.addoption("--artifact", type=name_equals_path, action="append", default=[], metavar="NAME=PATH",
                     help="gate this existing artifact as backend NAME instead of building it (repeatable)")
+    group.addoption("--production", type=name_equals_path, action="append", default=[], metavar="BACKEND=PATH",
+                    help="the artifact in production for candidate BACKEND (built, or --artifact): the release gates "
+                         "compare them (quality, fidelity, latency, index compatibility); repeatable")
+    group.addoption("--shard", type=_shard_spec, default=None, metavar="K/N",
+                    help="run shard K of N: a stable K-th of the backends, with the reference and the baseline in every "
+                         "shard; python -m embedgate.merge joins the shards' reports")
     group.addoption("--thresholds", type=Path, default=None, metavar="FILE",
                     help="thresholds file (default: fixtures/thresholds.toml)")
     group.addoption("--threshold", action="append", default=[], metavar="KEY=VALUE",
@@ -203,6 +215,7 @@ def _make_session(config: pytest.Config, threads: int):
     selected = registry.select(config.getoption("backends"))
     artifacts = dict(config.getoption("artifact"))
     _check_artifacts(registry, selected, artifacts)
+    production = _register_production(registry, selected, dict(config.getoption("production")), artifacts)
     mteb_tasks = [t.strip() for t in config.getoption("mteb_tasks").split(",") if t.strip()]
     # after the register hook: a [backend.NAME] may name a backend a conftest.py registers
     scopes = Scopes(registry.names(), list(dict.fromkeys(spec.family for spec in registry)),
@@ -213,6 +226,13 @@ def _make_session(config: pytest.Config, threads: int):
     )
     baseline = config.getoption("baseline") or thresholds.baseline
     registry[baseline]  # noqa: B018
+    all_backends, shard = tuple(selected), config.getoption("shard")
+    if shard is not None:
+        from backends import REFERENCE
+        from embedgate.merge import shard_backends
+
+        selected = shard_backends(selected, {REFERENCE, baseline}, shard)
+        production = {c: p for c, p in production.items() if c in selected}
     data_dir, profile = config.getoption("data_dir"), config.getoption("quality_profile")
     if data_dir is not None:
         from embedgate.tasks import check_data_dir
@@ -249,6 +269,9 @@ def _make_session(config: pytest.Config, threads: int):
             mteb_tasks=tuple(mteb_tasks),
             quality_profile=profile,
             hub_tasks=hub_tasks,
+            production=production,
+            shard=shard,
+            all_backends=all_backends,
             latency_buckets=tuple(config.getoption("latency_buckets")),
             latency_batch_sizes=tuple(config.getoption("latency_batch_sizes")),
             latency_budget=config.getoption("latency_budget"),
@@ -274,6 +297,40 @@ def live_line(config: pytest.Config, line: str) -> None:
         return
     with capman.global_and_fixture_disabled():
         reporter.write_line(line)
+
+
+def _register_production(registry, selected: list[str], given: dict[str, Path], artifacts: dict[str, Path]) -> dict[str, str]:
+    """--production BACKEND=PATH: PATH loaded through BACKEND's own loader as backend BACKEND-production (not
+    among --backends: it is gated only against its candidate). Returns candidate -> production backend."""
+    import dataclasses
+
+    from embedgate.release import production_name
+
+    out = {}
+    for name, path in given.items():
+        spec = registry[name]  # an unknown name is a usage error that lists the known ones
+        if name not in selected:
+            raise UsageError(f"--production {name}={path}: the candidate {name} is not among --backends "
+                             f"({', '.join(selected)}); add it")
+        if not spec.accepts_artifact:
+            raise UsageError(f"--production {name}={path}: backend {name} is built in memory and loads no artifact")
+        prod = production_name(name)
+        registry.register(dataclasses.replace(spec, name=prod, factory=_named(spec, prod),
+                                              description=f"{name} in production: {path}"), replace=True)
+        artifacts[prod] = path
+        out[name] = prod
+    return out
+
+
+def _named(spec, name: str):
+    """spec's loader, its backend renamed: the production artifact is another backend than its candidate (every
+    measurement of a run is kept by backend name)."""
+    def load(ctx):
+        backend = spec.load(ctx)
+        backend.name = name
+        return backend
+
+    return load
 
 
 def _check_artifacts(registry, selected: list[str], artifacts: dict[str, Path]) -> None:
@@ -329,6 +386,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
         cases = latency_cases(session)
         metafunc.parametrize("latency_case", cases, ids=[case.id for case in cases])
+    if "candidate" in metafunc.fixturenames:
+        candidates = list(session.options.production)
+        metafunc.parametrize("candidate", candidates, indirect=True, ids=candidates, scope="session")
     if "task_name" in metafunc.fixturenames:
         from embedgate.tasks import task_names
 
@@ -366,6 +426,18 @@ def egsession(request: pytest.FixtureRequest):
 def backend(request: pytest.FixtureRequest):
     """The backend under test (parametrized over --backends)."""
     return load_or_skip(request.config, request.param)
+
+
+@pytest.fixture(scope="session")
+def candidate(request: pytest.FixtureRequest):
+    """A backend that --production names: the release gates compare it with its production artifact."""
+    return load_or_skip(request.config, request.param)
+
+
+@pytest.fixture(scope="session")
+def production(request: pytest.FixtureRequest, candidate):
+    """The artifact in production for the candidate under test (--production=BACKEND=PATH)."""
+    return load_or_skip(request.config, get_session(request.config).options.production[candidate.name])
 
 
 @pytest.fixture(scope="session")
@@ -419,9 +491,15 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     egsession = config.stash.get(SESSION_KEY, None)
     if egsession is None:
         return
+    if not egsession.options.production:  # no candidate: the release gates are not part of this run
+        release = [item for item in items if item.get_closest_marker("release") is not None]
+        if release:
+            config.hook.pytest_deselected(items=release)
+            items[:] = [item for item in items if item.get_closest_marker("release") is None]
     for item in items:
         callspec = getattr(item, "callspec", None)
-        backend = callspec.params.get("backend") if callspec is not None else None
+        params = callspec.params if callspec is not None else {}
+        backend = params.get("backend", params.get("candidate"))
         if callspec is None or backend is None:
             continue
         family = _family(item)

@@ -14,8 +14,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from embedgate.families import FAMILY_NAMES
+from embedgate import __version__
+from embedgate.families import CORE_FAMILIES, FAMILY_NAMES
 from embedgate.gates import SECTIONS, TestRecord
+from embedgate.release import ship_line
+from embedgate.release import summary as release_summary
 from embedgate.tasks import VECTOR_CACHE
 
 SCHEMA_VERSION = 3  # 3: MTEB aggregation (run.tasks, quality_types, summary retention per type and overall)
@@ -120,7 +123,7 @@ def build_report(session, config=None) -> dict[str, Any]:
         backends[name] = {
             "family": spec.family, "description": spec.description,
             "shares_reference_space": spec.shares_reference_space,
-            "artifact": _metadata(loaded),
+            "artifact": _metadata(loaded, session.model.content_hash),
             "dimension": getattr(loaded, "dimension", None),  # what the gates saw: N under --truncate-dim=N
             "runtime_dimension": getattr(loaded, "runtime_dimension", getattr(loaded, "dimension", None)),
             "load_error": str(getattr(loaded, "error", "")) or None,
@@ -132,16 +135,19 @@ def build_report(session, config=None) -> dict[str, Any]:
     summaries = {name: b["summary"] for name, b in backends.items()}
     return {
         "schema_version": SCHEMA_VERSION,
+        "embedgate_version": __version__,
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "run": {
             "command": list(config.invocation_params.args) if config is not None else [],
             "backends": list(session.selected), "baseline": session.baseline, "threads": session.threads,
-            "families_run": ran_families, "families_not_run": [f for f in FAMILIES if f not in ran_families],
-            "partial": len(ran_families) < len(FAMILIES),
+            "families_run": ran_families, "families_not_run": [f for f in CORE_FAMILIES if f not in ran_families],
+            "partial": any(f not in ran_families for f in CORE_FAMILIES),
             "thresholds_file": session.thresholds.source, "threshold_profile": session.thresholds.profile,
             "data_dir": str(session.data_dir) if session.data_dir else None,
             "tasks_not_run": tasks_not_run(session),
             "quality_profile": session.options.quality_profile,
+            "shard": "{}/{}".format(*session.options.shard) if session.options.shard else None,
+            "all_backends": list(session.options.all_backends or session.selected),
             "tasks": tasks_run(session),
             "truncate_dim": session.truncate_dim,
         },
@@ -150,6 +156,7 @@ def build_report(session, config=None) -> dict[str, Any]:
         "backends": backends,
         "roofline": _roofline(records),
         "recommendation": recommend(summaries),
+        "release": release_summary(records, session.options.production, session.artifacts),
         "tests": [r.as_dict() for r in records],
         "cache_events": [event.as_dict() for event in session.cache.events],
     }
@@ -196,13 +203,40 @@ def tasks_not_run(session) -> dict[str, str]:
     return out
 
 
-def _metadata(loaded) -> dict[str, Any] | None:
+def _metadata(loaded, model_sha256: str) -> dict[str, Any] | None:
     metadata = getattr(loaded, "metadata", None)
     if metadata is None:
         return None
     return {"path": metadata.artifact_path, "size_bytes": metadata.size_bytes, "load_seconds": round(metadata.load_seconds, 3),
             "build_seconds": round(metadata.build_seconds, 2), "built_now": metadata.built_now, "source": metadata.source,
-            "params": metadata.params}
+            "params": metadata.params,
+            # what exactly was gated: the model's own hash for what runs from its folder (the reference, in-memory
+            # quantization), else the artifact's (a built one's manifest, a user's file or folder)
+            "sha256": model_sha256 if metadata.source in ("reference", "in memory") else artifact_sha256(metadata.artifact_path)}
+
+
+def artifact_sha256(path: str) -> str | None:
+    """sha256 of an artifact file; of a folder, over its files' names and sha256 (a cached build's manifest holds
+    them already). None where there is nothing to read."""
+    import hashlib
+
+    from embedgate.cache import MANIFEST, sha256_file
+
+    target = Path(path)
+    try:
+        if target.is_file():
+            return sha256_file(target)
+        if not target.is_dir():
+            return None
+        manifest = target / MANIFEST
+        if manifest.is_file():
+            files = {name: entry["sha256"] for name, entry in json.loads(manifest.read_text())["files"].items()}
+        else:
+            files = {p.relative_to(target).as_posix(): sha256_file(p) for p in sorted(target.rglob("*"))
+                     if p.is_file() and p.name != MANIFEST}
+        return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 # ---------------------------------------------------------------- text renderings
@@ -234,6 +268,7 @@ def terminal_lines(session) -> list[str]:
         if s["first_failure"]:
             lines.append(f"{'':<{width}} ↳ {s['first_failure']['gate']}: {s['first_failure']['reason'][:160]}")
     lines.append(_recommendation_line(report))
+    lines += [ship_line(name, entry) for name, entry in report.get("release", {}).items()]
     if report["run"].get("truncate_dim"):
         lines.append(_truncation_sentence(report))
     if report["run"]["partial"]:
@@ -298,10 +333,37 @@ def render_markdown(report: dict[str, Any]) -> str:
     if failed:
         out += ["", "## Failed gates", "", "| backend | gate | why |", "|---|---|---|"]
         out += [f"| `{name}` | `{g['gate']}` | {g['message'].replace('|', '/')} |" for name, g in failed]
+    out += _release_section(report)
     out += _latency_section(report) + _quality_section(report) + _fidelity_section(report) + _cache_section(report)
     out += ["", f"_Thresholds: `{run['thresholds_file']}`{' profile ' + run['threshold_profile'] if run['threshold_profile'] else ''}. "
             f"Library versions and the full gate list are in report.json._", ""]
     return "\n".join(out)
+
+
+def _release_section(report) -> list[str]:
+    release = report.get("release") or {}
+    if not release:
+        return []
+    out = ["", "## Release: candidate against production", ""]
+    for name, entry in release.items():
+        out.append(f"- **{ship_line(name, entry).removeprefix('release: ')}**")
+        cells = report["backends"][name].get("release", {})
+        quality = {k.split(":", 1)[1]: v for k, v in cells.items() if k.startswith("quality:")}
+        if quality:
+            out.append("  - task scores, candidate / production: " + ", ".join(
+                f"{task} {v['candidate']:.4f} / {v['production']:.4f}" for task, v in quality.items()))
+        latency = {k.split(":", 1)[1]: v for k, v in cells.items() if k.startswith("latency:")}
+        if latency:
+            out.append("  - latency, candidate / production (ms a text): " + ", ".join(
+                f"{case} {v['per_text_ms']:.2f} / {v['production_per_text_ms']:.2f} ({v['speedup']:.2f}x)"
+                for case, v in latency.items()))
+        index = entry.get("index") or {}
+        if index:
+            cross = ", ".join(f"{t} {100 * v:.1f}%" for t, v in (index.get("cross_retrieval") or {}).items())
+            out.append(f"  - index: cosine mean {index['cosine-mean']:.4f}, p5 {index['cosine-p5']:.4f}, min "
+                       f"{index['cosine-min']:.4f} over {index['texts']} texts (worst: {index['worst_text']}); "
+                       f"candidate queries over production documents keep {cross or '–'}")
+    return out
 
 
 def _dims(backend: dict[str, Any]) -> str:

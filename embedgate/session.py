@@ -35,6 +35,9 @@ class RunOptions:
     mteb_tasks: tuple[str, ...] = ()
     quality_profile: str = "default"  # --quality-profile: how far the built-in tasks are cut (embedgate/taskdata.py)
     hub_tasks: dict[str, str] = field(default_factory=dict)  # --hub-tasks: task -> the mteb task loaded in its place
+    production: dict[str, str] = field(default_factory=dict)  # --production: candidate -> its production backend
+    shard: tuple[int, int] | None = None  # --shard K/N
+    all_backends: tuple[str, ...] = ()  # the backends of the whole run, every shard's (the merge keeps this order)
     latency_buckets: tuple[str, ...] = ()
     latency_batch_sizes: tuple[int, ...] = ()
     latency_budget: float = 6.0  # seconds per latency case (--latency-budget)

@@ -361,6 +361,21 @@ def score_task(backend: EmbeddingBackend, task_name: str, data_dir, model_hash: 
     }
 
 
+def session_task_score(egsession, backend: EmbeddingBackend, task_name: str) -> dict[str, Any]:
+    """A task's scores for a backend, once per run (the quality and release gates share them); the reference's
+    vectors come from the artifact cache after the first run."""
+    from backends import REFERENCE
+
+    vectors = None
+    if backend.name == REFERENCE:
+        def vectors(texts, role, compute):
+            return cached_vectors(egsession.cache, egsession.model.content_hash, backend, texts, role, compute)
+    return egsession.memoize(
+        ("task", backend.name, backend.dimension, task_name),
+        lambda: score_task(backend, task_name, egsession.data_dir, egsession.model.content_hash,
+                           profile=egsession.options.quality_profile, vectors=vectors, log=egsession.cache.log))
+
+
 def aggregate(tasks: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """MTEB's aggregation of per-task retention: the mean per task type, then the mean over types. `tasks` maps a
     task to {"task_type", "real", "retention"}; only real tasks count when any is there."""

@@ -56,6 +56,16 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "min_speedup": Key("median speedup over the baseline, measured interleaved in the same run", 0, math.inf, True),
         "implausible_speedup": Key("a speedup above this is flagged as not a real measurement", 1, math.inf, True),
     },
+    "release": {
+        "max_task_drop": Key("largest relative drop of a task's main score, candidate against production", 0, 1, True),
+        "max_fidelity_drop": Key("largest drop of a fidelity metric to torch-fp32, candidate against production", 0, 2, True),
+        "min_speedup": Key("median speedup of the candidate over production, timed in the same test", 0, math.inf, True),
+        "index_cosine_mean_min": Key("mean cosine of candidate's and production's vectors of the same text", -1, 1, True),
+        "index_cosine_p5_min": Key("5th percentile of that cosine", -1, 1, True),
+        "index_cosine_min_min": Key("smallest of that cosine", -1, 1, True),
+        "cross_retrieval_min": Key("retrieval score with candidate queries over production documents, as a share of "
+                                   "production's own", 0, 2, True),
+    },
     "coldstart": {
         "max_load_seconds": Key("load time in a fresh process", 0, math.inf, True),
         "max_peak_rss_mb": Key("peak resident memory of that process after one encode", 0, math.inf, True),

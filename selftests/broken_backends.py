@@ -267,9 +267,17 @@ BROKEN.update({
 })
 
 
+def slower_rebuild(ctx):
+    """A release candidate 3x slower than what is in production: built, it is SlowedDown; loaded from an artifact
+    (--production's), the reference's own speed. Same vectors either way."""
+    return SlowedDown("slower-rebuild", ctx) if ctx.artifact is None else Wrapped("slower-rebuild", ctx)
+
+
 def pytest_embedgate_register_backends(registry) -> None:
     for name, cls in BROKEN.items():
         registry.register(BackendSpec(
             name, "test", "torch", True, (lambda ctx, name=name, cls=cls: cls(name, ctx)), cls.__doc__ or name,
             requires=("torch",), accepts_artifact=False,
         ))
+    registry.register(BackendSpec("slower-rebuild", "test", "torch", True, slower_rebuild, slower_rebuild.__doc__ or "",
+                                  requires=("torch",)))

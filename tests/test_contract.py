@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from backends import DeployedSettings, RawOutput
 from backends._base import RAW_DTYPES
 from embedgate.model import ROLES
 
@@ -53,17 +54,17 @@ def test_shape_and_dtype(backend, mixed_texts):
         )
 
 
-def test_raw_output(backend, mixed_texts, hostile_texts):
+def test_raw_output(backend, egsession, mixed_texts, hostile_texts):
     """The runtime's own output, before encode() normalises it: (n, dim) float32 (or float16: see RAW_DTYPES),
     finite, no zero row.
 
     encode() raises on NaN, inf and unexpected zero rows; this gate says which text, on texts that reach the
     limits (blank, punctuation only, past the max length, hostile)."""
-    if not hasattr(backend, "encode_raw"):
-        pytest.skip(f"{backend.name} does not build on BaseBackend: no raw output to check")
+    if not isinstance(backend, RawOutput):
+        pytest.skip(f"{backend.name} does not expose its runtime's raw output (backends.RawOutput)")
     texts = mixed_texts + hostile_texts + ["", "0", "." * 50]
     raw = backend.encode_raw(texts, batch_size=4)
-    dimension = getattr(backend, "runtime_dimension", backend.dimension)  # full size under --truncate-dim
+    dimension = backend.runtime_dimension  # full size under --truncate-dim
     assert isinstance(raw, np.ndarray), f"{backend.name}: the runtime returned {type(raw).__name__}, not an array"
     assert raw.shape == (len(texts), dimension), (
         f"{backend.name}: the runtime returned shape {raw.shape}, expected {(len(texts), dimension)}"
@@ -71,9 +72,8 @@ def test_raw_output(backend, mixed_texts, hostile_texts):
     assert raw.dtype in RAW_DTYPES, f"{backend.name}: the runtime returns {raw.dtype} vectors, expected float32"
     bad = np.flatnonzero(~np.isfinite(raw).all(axis=1)).tolist()
     assert not bad, f"{backend.name}: NaN or inf in the runtime's vectors of texts {bad} (first {texts[bad[0]][:50]!r})"
-    prompt = backend.model.prompt_for(None)
-    zero = [int(i) for i in np.flatnonzero(~raw.any(axis=1)) if not (
-        backend.zero_vector_for_empty and backend._embeds_nothing(prompt + texts[i]))]
+    prompt = egsession.model.prompt_for(None)
+    zero = [int(i) for i in np.flatnonzero(~raw.any(axis=1)) if not backend.embeds_nothing(prompt + texts[i])]
     assert not zero, f"{backend.name}: all-zero vectors from the runtime for texts {zero} ({texts[zero[0]][:40]!r})"
 
 
@@ -84,10 +84,9 @@ def test_deployed_settings(backend, egsession, gate):
     The harness configures every backend from the reference model, so a file that says otherwise passes every
     other gate and then embeds differently in production. A setting the artifact leaves to its caller is None and
     not compared. A context longer than the reference's max length is not a difference: the caller truncates."""
-    settings = getattr(backend, "deployed_settings", None)
-    if settings is None:
-        pytest.skip(f"{backend.name} does not expose its deployed settings")
-    deployed, model = settings(), egsession.model
+    if not isinstance(backend, DeployedSettings):
+        pytest.skip(f"{backend.name} does not expose its deployed settings (backends.DeployedSettings)")
+    deployed, model = backend.deployed_settings(), egsession.model
     reference = {"pooling": model.pooling, "dimension": model.dimension, "normalize": model.normalize,
                  "max_tokens": model.max_seq_length}
     gate.detail(deployed=deployed, reference=reference)

@@ -14,66 +14,13 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 
 import pytest
 
-from embedgate.latency import MIN_CALLS, TEXT_VARIANTS, BlockPlan, BlockTimer, bucket_texts
+from embedgate.latency import TEXT_VARIANTS, BlockPlan, bucket_texts, time_blocks
 from embedgate.roofline import Peak, Shapes, measure_peak, roofline_cell
 
 pytestmark = pytest.mark.latency
-
-
-def timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def timed_runner(target, batches: list[list[str]], case):
-    """`run(i)` embeds batch i the way the latency gate times it: for embedgate's own backends the runtime's work
-    alone (`embed_prompted`: prompts added and inputs checked before the clock starts, no normalisation), for a
-    plugin's backend its `encode`."""
-    embed = getattr(target, "embed_prompted", None)
-    if embed is None:
-        return lambda i: target.encode(batches[i], role=case.role, batch_size=case.batch_size)
-    prompt = target.model.prompt_for(case.role)
-    prompted = [[prompt + text for text in batch] for batch in batches]
-    return lambda i: embed(prompted[i], case.batch_size)
-
-
-def fit_plan(case, runs: list, one_text_runs: list, budget: float) -> BlockPlan:
-    """One untimed call of each side (backend, then baseline) tells how many timed calls fit the budget; a case
-    that cannot fit even MIN_CALLS is skipped, on an estimate from one text where a whole batch would take minutes
-    (a 2,048-token batch of 32 on a 300M model)."""
-
-    def too_slow(seconds: float, how: str) -> None:
-        if seconds * MIN_CALLS > 4 * budget:
-            pytest.skip(f"one round {how} {seconds:.1f}s (backend and baseline): {MIN_CALLS} rounds exceed 4x "
-                        f"--latency-budget={budget:g}s; raise it to time {case.id}")
-
-    if case.batch_size > 1:
-        too_slow(case.batch_size * sum(timed(lambda run=run: run(0)) for run in one_text_runs), "would take about")
-    each = [timed(lambda run=run: run(0)) for run in runs]
-    too_slow(sum(each), "takes")
-    return BlockPlan.fit(each[0], sum(each[1:]), budget)
-
-
-def time_blocks(backend, baseline, case, batches: list[list[str]], budget: float, benchmark) -> tuple[BlockPlan, BlockTimer]:
-    """Both sides in alternating blocks (BlockTimer), the backend's calls through pytest-benchmark; the baseline
-    alone when it is the backend under test."""
-    is_baseline = backend.name == baseline.name
-    run_backend = timed_runner(backend, batches, case)
-    run_baseline = None if is_baseline else timed_runner(baseline, batches, case)
-    sides = [backend] if is_baseline else [backend, baseline]
-    plan = fit_plan(case, [run for run in (run_backend, run_baseline) if run],
-                    [timed_runner(side, [batches[0][:1]], case) for side in sides], budget)
-    timer = BlockTimer(run_backend, run_baseline, TEXT_VARIANTS, plan)
-    benchmark.group = f"{case.bucket} (~{case.tokens} tokens) batch {case.batch_size}"
-    benchmark.pedantic(run_backend, setup=timer.setup, rounds=plan.timed_calls, warmup_rounds=0, iterations=1)
-    if benchmark.disabled or benchmark.stats is None:
-        pytest.skip("benchmarks are disabled (--benchmark-disable): nothing was timed")
-    return plan, timer
 
 
 def roofline_of(egsession, backend, case, tokens: float, median: float) -> tuple[Peak, dict]:
@@ -130,7 +77,7 @@ def gate_speedup(gate, latency: dict, cell: dict, plan: BlockPlan) -> None:
 def test_cold_start(backend, egsession, thresholds, gate):
     """Load time and peak RSS in a fresh process, from the artifact this run built or was given."""
     spec = egsession.registry[backend.name]
-    if not isinstance(spec.factory, str):
+    if not spec.builtin:
         pytest.skip(f"{backend.name} is registered by a plugin; cold start is measured for built-in backends")
     command = [sys.executable, "-m", "embedgate.coldstart", "--model", str(egsession.model.path),
                "--backend", backend.name, "--cache", str(egsession.cache.root), "--threads", str(egsession.threads)]

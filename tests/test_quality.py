@@ -18,20 +18,10 @@ from __future__ import annotations
 import pytest
 
 from backends import REFERENCE, untruncated
-from embedgate.tasks import aggregate, cached_vectors, score_task, task_names
+from embedgate.tasks import aggregate, session_task_score, task_names
 
 pytestmark = pytest.mark.quality
-
-
-def task_score(egsession, backend, task_name):
-    vectors = None
-    if backend.name == REFERENCE:  # the reference's vectors come from the artifact cache after the first run
-        def vectors(texts, role, compute):
-            return cached_vectors(egsession.cache, egsession.model.content_hash, backend, texts, role, compute)
-    return egsession.memoize(
-        ("task", backend.name, backend.dimension, task_name),
-        lambda: score_task(backend, task_name, egsession.data_dir, egsession.model.content_hash,
-                           profile=egsession.options.quality_profile, vectors=vectors, log=egsession.cache.log))
+task_score = session_task_score
 
 
 def task_retention(egsession, backend, reference, task_name) -> dict:
