@@ -16,10 +16,14 @@ PROMPTS = {"query": "query: ", "document": "passage: ", "STS": "similar: "}
 
 
 def make_tiny_model(folder: Path, *, dense: bool = True, prompts: dict | None = None, seed: int = 0,
-                    max_positions: int = 128, first_activation: str = "activation.Tanh") -> Path:
+                    max_positions: int = 128, first_activation: str = "activation.Tanh",
+                    outliers: bool = False) -> Path:
     """A random 2-layer BERT in the sentence-transformers layout (mean pooling, Dense, Normalize, prompts).
 
-    It reuses all-MiniLM-L6-v2's tokenizer files so that tokenization is real; only the weights are tiny."""
+    It reuses all-MiniLM-L6-v2's tokenizer files so that tokenization is real; only the weights are tiny.
+    `outliers` makes the encoder weigh as a trained one does: layers initialised at std 0.25 instead of 0.02 (at 0.02
+    the residual stream is all embeddings and no quantization of the layers shows), and one weight in 32 of every
+    Linear scaled by 8, as trained weights are heavy-tailed: a 4-bit block holding one rounds the others coarsely."""
     import torch
     from safetensors.torch import save_file
     from transformers import BertConfig, BertModel
@@ -27,8 +31,15 @@ def make_tiny_model(folder: Path, *, dense: bool = True, prompts: dict | None = 
     torch.manual_seed(seed)
     _start_folder(folder)
     config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=max_positions)
-    BertModel(config).save_pretrained(str(folder), safe_serialization=True)
+                        intermediate_size=64, max_position_embeddings=max_positions,
+                        initializer_range=0.25 if outliers else 0.02)
+    encoder = BertModel(config)
+    if outliers:
+        with torch.no_grad():
+            for module in encoder.encoder.modules():
+                if isinstance(module, torch.nn.Linear):
+                    module.weight[torch.rand(module.weight.shape) < 1 / 32] *= 8.0
+    encoder.save_pretrained(str(folder), safe_serialization=True)
     modules = _mean_pooling(folder, 32)
     if dense:  # two Dense layers, as EmbeddingGemma has: 32 -> 24 (tanh) -> 16 (identity)
         for index, (size_in, size_out, activation) in enumerate(
@@ -106,10 +117,12 @@ def heavy_libraries() -> None:
     """pytester's in-process runs drop modules first imported inside them; `datasets` registers pyarrow extension
     types on import and cannot be imported twice in one process, and a dropped `llama_cpp` leaves its two module-level
     /dev/null files to the garbage collector (a ResourceWarning in whichever test runs then: an error under
-    filterwarnings = error). So the heavy libraries are imported once, in this process, before the first
-    in-process run (not at import of this file: the fast tier never loads them)."""
+    filterwarnings = error), and `onnx`'s nanobind extension aborts the process when imported a second time (a
+    build in the test's own process after an in-process run). So the heavy libraries are imported once, in this
+    process, before the first in-process run (not at import of this file: the fast tier never loads them)."""
     import datasets  # noqa: F401
     import mteb  # noqa: F401
+    import onnx  # noqa: F401
     import sentence_transformers  # noqa: F401
 
     try:

@@ -228,8 +228,8 @@ def test_report_sections_are_assembled_from_the_gate_records_alone():
     fidelity.result("fidelity", {"cosine-mean": 0.99, "texts": 247})
     assert sections([r.record for r in (latency, quality, fidelity, contract)]) == {
         "latency": {"b1-query": {"speedup": 2.0}}, "quality": {"fixture-sts": {"score": 0.8}},
-        "fidelity": {"cosine-mean": 0.99, "texts": 247}, "quality_types": {}, "coldstart": {}}
-    with pytest.raises(ValueError, match="not one of latency, fidelity, quality, quality_types, coldstart"):
+        "fidelity": {"cosine-mean": 0.99, "texts": 247}, "quality_types": {}, "coldstart": {}, "release": {}}
+    with pytest.raises(ValueError, match="not one of latency, fidelity, quality, quality_types, coldstart, release"):
         contract.result("contracts", {})
 
 
