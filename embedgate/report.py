@@ -653,3 +653,11 @@ def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+if __name__ == "__main__":  # `python -m embedgate.report merge --out DIR SHARD...`, as `embedgate merge`
+    import sys
+
+    from embedgate.__main__ import main
+
+    sys.exit(main())

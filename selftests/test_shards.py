@@ -64,3 +64,6 @@ def test_version_and_what_was_gated():
 
     done = subprocess.run([sys.executable, "-m", "embedgate", "--version"], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == f"embedgate {__version__}"
+    usage = subprocess.run([sys.executable, "-m", "embedgate.report", "merge", "--help"], capture_output=True, text=True,
+                           check=True)
+    assert "--out" in usage.stdout, "python -m embedgate.report merge is embedgate merge"
