@@ -56,8 +56,9 @@ class DistillParams:
 
 def load_pipeline(model_path: Path, threads: int):
     """The reference's sentence-transformers pipeline, local files only; refuses a Dense head that is not linear,
-    since only an affine head commutes with mean pooling (mean(W x + b) = W mean(x) + b) and so folds into token
-    vectors."""
+    since only an affine head commutes with the student's mean (mean(W x + b) = W mean(x) + b) and so folds into
+    token vectors. Any pooling is taken: it makes each token's vector (a one-token text through the pipeline), and
+    the student means those whatever the teacher pools (as model2vec's students of CLS-pooled bge models do)."""
     import torch
     import transformers
     from sentence_transformers import SentenceTransformer
@@ -75,11 +76,7 @@ def load_pipeline(model_path: Path, threads: int):
                 raise EmbedgateError(
                     f"cannot distill {model_path}: Dense layer {index} has activation {activation}; a static "
                     "student folds the Dense head into its token vectors, which is exact only for a linear one")
-        elif kind == "Pooling":
-            mode = module.pooling_mode
-            if mode not in ("mean", ("mean",), ["mean"]):
-                raise EmbedgateError(f"cannot distill {model_path}: pooling {mode!r}; a static student is a mean")
-        elif kind not in ("Transformer", "Normalize"):
+        elif kind not in ("Transformer", "Pooling", "Normalize"):
             raise EmbedgateError(f"cannot distill {model_path}: module {index} is {kind}, not a linear head")
     return st
 

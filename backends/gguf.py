@@ -89,6 +89,7 @@ def _quantize(source: Path, out_dir: Path, quant: str, threads: int) -> None:
     params.nthread = threads
     status = llama_cpp.llama_model_quantize(str(source).encode(), str(out_dir / "model.gguf").encode(), params)
     if status != 0:
+        probe_in_subprocess(source, 8)  # the quantizer says only "failed": a file llama.cpp refuses says why here
         raise EmbedgateError(f"llama_model_quantize to {quant} failed on {source} (status {status})")
 
 
@@ -160,12 +161,12 @@ from llama_cpp import _internals
 path, needed, flash = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
 params = llama_cpp.llama_model_default_params()
 params.vocab_only = True
-model = _internals.LlamaModel(path_model=path, params=params, verbose=False)
+model = _internals.LlamaModel(path_model=path, params=params, verbose=True)
 metadata = model.metadata()
 model.close()
 n = min(int(metadata[metadata["general.architecture"] + ".context_length"]), needed)
 llm = llama_cpp.Llama(model_path=path, embedding=True, n_ctx=n, n_batch=n, n_ubatch=n, n_threads=1,
-                      flash_attn=flash, verbose=False)
+                      flash_attn=flash, verbose=True)
 llm.embed(["a probe", "two texts, one batch"])
 llm.embed(" ".join(["probe"] * 4 * n), truncate=True)
 """
@@ -187,6 +188,14 @@ def probe_in_subprocess(path: Path, needed_tokens: int) -> None:
             "in a probe process; a corrupt file, or a llama-cpp-python build whose CPU kernels fail here "
             "(make install builds it without AMX)")
     if done.returncode != 0:
+        # llama.cpp logs why it refuses a file ("error loading model: ..."), e.g. a key this build does not know
+        # (a converter of another llama.cpp version) or a tokenizer it cannot read; that is the line to show
+        refusal = [line.split("error loading model:", 1)[1].strip() for line in done.stderr.splitlines()
+                   if "error loading model:" in line][:1]
+        if refusal:
+            vague = refusal[0].startswith("llama_model_loader: failed to load model")  # says nothing of why
+            raise EmbedgateError(f"{path}: this llama.cpp cannot load the file: {refusal[0][:200]}"
+                                 + ("; truncated or corrupt?" if vague else ""))
         tail = [line for line in done.stderr.strip().splitlines() if line.strip()][-1:] or ["no output"]
         raise EmbedgateError(f"{path}: llama.cpp could not load or run it ({tail[0][:200]}); truncated or corrupt?")
 
