@@ -58,7 +58,7 @@ GEMMA_LATENCY ?= --latency-buckets=query,sentence,paragraph --latency-batch-size
 # the real tasks cut to the quick profile (embedgate/taskdata.py): a 300M model scores each cut in ~2-4 min a backend
 GEMMA_QUALITY ?= --quality-profile=quick
 
-.PHONY: install acceptance acceptance-gemma acceptance-gemma-full selftest selftest-fast verdicts verdicts-gemma lint lint-workflows ci clean
+.PHONY: install acceptance acceptance-gemma acceptance-gemma-full selftest selftest-fast support-matrix verdicts verdicts-gemma lint lint-workflows ci clean
 
 install: $(STAMP)
 
@@ -98,6 +98,12 @@ verdicts-gemma:
 
 selftest: install
 	$(PY) -m pytest selftests $(PYTEST_ARGS)
+
+# the architecture x backend support matrix: the tiny-model self-tests write fixtures/support_matrix.json, then
+# docs/support.md and README.md show it (the self-tests fail while the three disagree with what a run gives)
+support-matrix: install
+	EMBEDGATE_WRITE_SUPPORT_MATRIX=1 $(PY) -m pytest selftests/test_families.py $(PYTEST_ARGS)
+	$(PY) -m selftests.support_matrix
 
 # the self-tests marked `fast` (pure functions, the cache, the verdict table, the schema): seconds, no model
 selftest-fast: install
