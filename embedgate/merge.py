@@ -27,7 +27,7 @@ def shard_spec(value: str) -> tuple[int, int]:
 
 def shard_backends(selected: list[str], always: set[str], shard: tuple[int, int]) -> list[str]:
     """The backends of shard K of N: those in `always` (reference, baseline) and every N-th of the others, in
-    the registry's order, starting at the K-th: the same split on every runner."""
+    the order of --backends, starting at the K-th: the same split on every runner."""
     k, n = shard
     others = [name for name in selected if name not in always]
     mine = set(others[k - 1::n])
@@ -42,6 +42,11 @@ def merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
 
     if not reports:
         raise UsageError("merge: give at least one shard's report")
+    shards = sorted(str(r["run"].get("shard") or "1/1") for r in reports)
+    total = {s.partition("/")[2] for s in shards}
+    expected = sorted(f"{k}/{n}" for n in total for k in range(1, int(n) + 1)) if len(total) == 1 else None
+    if expected != shards:
+        raise UsageError(f"merge: the shards given are {', '.join(shards)}: every shard of one run, once each")
     first = reports[0]
     for report in reports[1:]:
         for what, a, b in (("model", first["model"]["sha256"], report["model"]["sha256"]),
@@ -91,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         report = merge(reports)
     except UsageError as exc:
         print(f"embedgate {exc}", file=sys.stderr)
+        return 2
+    except (KeyError, TypeError, AttributeError) as exc:  # a file that is JSON but no embedgate report
+        print(f"embedgate merge: not an embedgate report ({type(exc).__name__}: {exc})", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "report.json").write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")

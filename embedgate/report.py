@@ -156,7 +156,9 @@ def build_report(session, config=None) -> dict[str, Any]:
         "backends": backends,
         "roofline": _roofline(records),
         "recommendation": recommend(summaries),
-        "release": release_summary(records, session.options.production, session.artifacts),
+        "release": {candidate: dict(entry, production_sha256=artifact_sha256(entry["production_path"]))
+                    for candidate, entry in release_summary(records, session.options.production,
+                                                            session.artifacts).items()},
         "tests": [r.as_dict() for r in records],
         "cache_events": [event.as_dict() for event in session.cache.events],
     }
@@ -212,12 +214,14 @@ def _metadata(loaded, model_sha256: str) -> dict[str, Any] | None:
             "params": metadata.params,
             # what exactly was gated: the model's own hash for what runs from its folder (the reference, in-memory
             # quantization), else the artifact's (a built one's manifest, a user's file or folder)
-            "sha256": model_sha256 if metadata.source in ("reference", "in memory") else artifact_sha256(metadata.artifact_path)}
+            "sha256": model_sha256 if metadata.source in ("reference", "in memory") else artifact_sha256(
+                metadata.artifact_path, trust_manifest=metadata.source in ("built", "cached"))}
 
 
-def artifact_sha256(path: str) -> str | None:
-    """sha256 of an artifact file; of a folder, over its files' names and sha256 (a cached build's manifest holds
-    them already). None where there is nothing to read."""
+def artifact_sha256(path: str, *, trust_manifest: bool = False) -> str | None:
+    """sha256 of an artifact file; of a folder, over its files' names and sha256 (read from the manifest only for
+    a build of this cache, which verified them; a user's folder may hold a copied manifest its files no longer
+    match). None where there is nothing to read."""
     import hashlib
 
     from embedgate.cache import MANIFEST, sha256_file
@@ -229,7 +233,7 @@ def artifact_sha256(path: str) -> str | None:
         if not target.is_dir():
             return None
         manifest = target / MANIFEST
-        if manifest.is_file():
+        if trust_manifest and manifest.is_file():
             files = {name: entry["sha256"] for name, entry in json.loads(manifest.read_text())["files"].items()}
         else:
             files = {p.relative_to(target).as_posix(): sha256_file(p) for p in sorted(target.rglob("*"))

@@ -23,8 +23,14 @@ from pathlib import Path
 
 from embedgate.families import FAMILY_NAMES
 
-NOISY_FAMILIES = ("latency", "release")  # release holds a latency gate (candidate vs production) among its gates
 VERDICTS = ("pass", "fail", "skip", "any")
+
+
+def is_latency(test: dict) -> bool:
+    """A timed gate: the latency family's, and the release family's candidate-vs-production timing. Only these are
+    noisy (the margin) and left out by --ignore-family=latency; the release family's quality, fidelity and index
+    gates are measured values like any other."""
+    return test.get("family") == "latency" or str(test.get("gate", "")).startswith("release/latency")
 
 
 def load_table(path: Path) -> dict[str, dict[str, str]]:
@@ -63,10 +69,12 @@ def compare(report: dict, table: dict[str, dict[str, str]], margin: float,
     problems, notes = [], []
     used_patterns: set[tuple[str, str]] = set()
     if ignore_families:
-        optional = (*optional, *(f"{family}/*" for family in ignore_families))
+        optional = (*optional, *(f"{family}/*" for family in ignore_families),
+                    *(("release/latency*",) if "latency" in ignore_families else ()))
         notes.append(f"not compared: {', '.join(ignore_families)} verdicts (--ignore-family); errors still count")
     for test in report["tests"]:
-        if test.get("family") in ignore_families and test["verdict"] != "error":
+        ignored = test.get("family") in ignore_families or ("latency" in ignore_families and is_latency(test))
+        if ignored and test["verdict"] != "error":
             continue
         backend, gate, verdict = test["backend"], test["gate"], test["verdict"]
         expected, _ = expected_for(table, backend, gate)
@@ -80,7 +88,7 @@ def compare(report: dict, table: dict[str, dict[str, str]], margin: float,
             continue
         elif verdict == "skip" and backend in skippable:
             notes.append(f"{where}: skip (table: {expected}); {backend} may skip here (its input was not given)")
-        elif test.get("family") in NOISY_FAMILIES and within_margin(test, margin):
+        elif is_latency(test) and within_margin(test, margin):
             notes.append(f"{where}: {verdict} (table: {expected}), within the {margin:.0%} latency margin: {test.get('message', '')}")
         else:
             problems.append(f"{where}: {verdict}, expected {expected}: {test.get('message', '') or 'passed'}")
@@ -118,7 +126,7 @@ def suggest(report: dict, margin: float) -> str:
             for test in (t for t in mine if t["family"] == family):
                 verdict = test["verdict"]
                 gated = [m for m in test.get("measurements", []) if m.get("threshold") is not None]
-                if family in NOISY_FAMILIES and within_margin(test, margin):
+                if is_latency(test) and within_margin(test, margin):
                     verdict = "any"
                 note = "; ".join(m["reason"] for m in gated) or test.get("message", "")
                 entries.append((test["gate"], verdict, note))

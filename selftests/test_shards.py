@@ -40,6 +40,12 @@ def test_three_shards_merge_into_the_whole_runs_report(suite, tiny_model, tmp_pa
         assert json.loads((folder / "report.json").read_text())["run"]["shard"] == f"{k}/3"
         folders.append(folder)
     assert main(["--out", str(tmp_path / "merged"), *map(str, folders)]) == 0
+    # a shard missing or given twice, or a JSON file that is no report: one line, exit 2, nothing merged
+    not_a_report = tmp_path / "other.json"
+    not_a_report.write_text('{"run": {}}')
+    for shards in (folders[:2], [folders[0], *folders[:2], folders[2]], [*folders, not_a_report], [not_a_report]):
+        assert main(["--out", str(tmp_path / "not-merged"), *map(str, shards)]) == 2, shards
+    assert not (tmp_path / "not-merged").exists()
     merged = json.loads((tmp_path / "merged" / "report.json").read_text())
     assert list(merged["backends"]) == list(whole["backends"]), "the whole run's backends, in its order"
     assert _verdicts(merged) == _verdicts(whole), "the same gates with the same verdicts and values"

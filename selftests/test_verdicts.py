@@ -83,6 +83,19 @@ def test_latency_flips_only_within_the_margin():
     assert compare(quality, TABLE, 0.25)[0], "quality verdicts are deterministic: no margin"
 
 
+def test_of_the_release_gates_only_the_timed_one_is_noise():
+    """release/index 0.88 against 0.90 is a measured verdict, not timing noise; release/latency is timing."""
+    report = {**REPORT, "backends": {"a": {}}, "tests": [
+        gate("a", "release/index", "fail", value=0.88, threshold=0.90, message="index cosine-min 0.88 < 0.90"),
+        gate("a", "release/latency[b1-query]", "fail", value=0.93, threshold=0.95, message="speedup 0.93 < 0.95")]}
+    table = {"a": {"release/*": "pass"}}
+    problems, notes = compare(report, table, 0.25)
+    assert [p.split(":")[0] for p in problems] == ["a release/index"], problems
+    assert any("release/latency[b1-query]" in n and "latency margin" in n for n in notes), notes
+    problems, notes = compare(report, table, 0.25, ignore_families=("latency",))
+    assert [p.split(":")[0] for p in problems] == ["a release/index"], "--ignore-family=latency leaves release/latency out"
+
+
 def test_optional_entries_may_be_absent():
     report = {**REPORT, "tests": [t for t in REPORT["tests"] if "stsb" not in t["gate"]]}
     assert compare(report, TABLE, 0.25)[0] == ["a quality/task[stsb]: in the table but no gate of the run matches it"]

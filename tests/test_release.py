@@ -47,6 +47,10 @@ def test_quality(candidate, production, egsession, gate, task_name):
 def test_fidelity(candidate, production, reference, egsession, gate, metric):
     if not egsession.registry[candidate.name].shares_reference_space:
         pytest.skip(f"{candidate.name} has a vector space of its own: compared on task quality and the index")
+    if candidate.dimension != production.dimension:
+        gate.measure(f"{metric} drop", None, _limits(egsession, candidate).get("max_fidelity_drop"), op="<=",
+                     what=f"{candidate.dimension}-dim candidate vs {production.dimension}-dim production")
+        gate.enforce()
     corpus = gated_corpus()
     ref_vectors = egsession.memoize(("corpus-vectors", REFERENCE), lambda: encode_corpus(reference, corpus))
     mine, theirs = (egsession.memoize(("fidelity", side.name), lambda side=side: compare(encode_corpus(side, corpus), ref_vectors))
@@ -77,6 +81,11 @@ def test_latency(candidate, production, latency_case, egsession, gate, benchmark
 
 
 def test_index(candidate, production, egsession, gate):
+    if candidate.dimension != production.dimension:
+        gate.measure("index cosine-mean", None, _limits(egsession, candidate).get("index_cosine_mean_min"),
+                     what=f"re-embed the corpus before switching: {candidate.dimension}-dim candidate vectors "
+                          f"beside {production.dimension}-dim stored ones")
+        gate.enforce()
     names = task_names(egsession)
     retrieval = [n for n in names if task_type(n) in ("Retrieval", "Reranking")]
     data = {}
