@@ -34,13 +34,17 @@ def is_latency(test: dict) -> bool:
 
 
 def load_table(path: Path) -> dict[str, dict[str, str]]:
-    table = tomllib.loads(path.read_text(encoding="utf-8"))
+    """The verdict table; ValueError with one line when it cannot be read or an entry is not a verdict."""
+    try:
+        table = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"cannot read {path}: {exc}") from None
     for backend, gates in table.items():
         if not isinstance(gates, dict):
-            raise SystemExit(f"{path}: [{backend}] must be a table of gate = verdict")
+            raise ValueError(f"{path}: [{backend}] must be a table of gate = verdict")
         for gate, verdict in gates.items():
             if verdict not in VERDICTS:
-                raise SystemExit(f"{path}: [{backend}] {gate} = {verdict!r}: expected one of {', '.join(VERDICTS)}")
+                raise ValueError(f"{path}: [{backend}] {gate} = {verdict!r}: expected one of {', '.join(VERDICTS)}")
     return table
 
 
@@ -172,7 +176,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.suggest:
         print(suggest(report, args.latency_margin), end="")
         return 0
-    problems, notes = compare(report, load_table(args.table), args.latency_margin, tuple(args.optional),
+    try:
+        table = load_table(args.table)
+    except ValueError as exc:  # a table that cannot be judged by: input the check cannot read, as a bad report
+        print(f"embedgate verdicts: {exc}")
+        return 2
+    problems, notes = compare(report, table, args.latency_margin, tuple(args.optional),
                               tuple(args.ignore_family), tuple(args.skippable),
                               tuple(name for given in args.not_in_profile for name in given.split(",") if name))
     for note in notes:

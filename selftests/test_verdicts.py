@@ -120,6 +120,13 @@ def test_cli_exit_codes(tmp_path, capsys):
     table.write_text('[a]\n"contract/*" = "fail"\n')
     assert main([str(report), str(table)]) == 1
     assert "MISMATCH" in capsys.readouterr().out
+    for bad in ('[a]\n"contract/*" = "passes"\n', "[a\n", None):  # not a verdict, not TOML, no file
+        if bad is None:
+            table.unlink()
+        else:
+            table.write_text(bad)
+        assert main([str(report), str(table)]) == 2, bad
+        assert len(capsys.readouterr().out.strip().splitlines()) == 1, "one line"
 
 
 def test_ignored_family_is_not_compared_but_its_errors_are():
