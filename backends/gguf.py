@@ -29,6 +29,7 @@ holds one setting, so it stays on (FLASH_ATTENTION, recorded in the report's par
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -271,22 +272,37 @@ class GgufBackend(BaseBackend):
         return out
 
 
+def _architecture(model_path: Path) -> str:
+    """The model's transformers class (config.json's "architectures"), for a refusal line to name."""
+    try:
+        return str(json.loads((model_path / "config.json").read_text())["architectures"][0])
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return "an unknown architecture"
+
+
 def _load(ctx: BuildContext, quant: str) -> GgufBackend:
     name = f"gguf-{quant}"
     if ctx.artifact is not None:
         path = ctx.artifact
         check_gguf_file(path)
         metadata = BackendMetadata(str(path), path.stat().st_size, 0.0, source="user artifact")
+        if ctx.options.probe:  # the cold-start process skips it: this run probed the file already
+            probe_in_subprocess(path, ctx.model.max_seq_length)
     else:
-        artifact, upstream_seconds = build(ctx, quant)
-        path = artifact.path / "model.gguf"
+        try:  # converted from the model: a refusal names its architecture (llama.cpp supports a subset)
+            artifact, upstream_seconds = build(ctx, quant)
+            path = artifact.path / "model.gguf"
+            if ctx.options.probe:
+                probe_in_subprocess(path, ctx.model.max_seq_length)
+        except EmbedgateError as exc:
+            if type(exc) is not EmbedgateError:  # a missing extra (a skip) or a usage error keeps its kind
+                raise
+            raise EmbedgateError(f"{exc} (model: {_architecture(ctx.model.path)})") from None
         metadata = BackendMetadata(
             str(path), artifact.size_bytes, 0.0, build_seconds=artifact.build_seconds + upstream_seconds,
             built_now=artifact.built, source="built" if artifact.built else "cached",
             params=dict(artifact.manifest.get("params", {})),
         )
-    if ctx.options.probe:  # the cold-start process skips it: this run probed the file already
-        probe_in_subprocess(path, ctx.model.max_seq_length)
     with Timer() as timer:
         backend = GgufBackend(name, ctx, path, metadata)
     backend.metadata.load_seconds = timer.seconds
