@@ -40,7 +40,7 @@ def make_tiny_model(folder: Path, *, dense: bool = True, prompts: dict | None = 
                 if isinstance(module, torch.nn.Linear):
                     module.weight[torch.rand(module.weight.shape) < 1 / 32] *= 8.0
     encoder.save_pretrained(str(folder), safe_serialization=True)
-    modules = _mean_pooling(folder, 32)
+    modules = _pooling(folder, 32)
     if dense:  # two Dense layers, as EmbeddingGemma has: 32 -> 24 (tanh) -> 16 (identity)
         for index, (size_in, size_out, activation) in enumerate(
                 [(32, 24, first_activation), (24, 16, "linear.Identity")], start=2):
@@ -66,11 +66,14 @@ def _start_folder(folder: Path) -> None:
         shutil.copy(source / name, folder / name)
 
 
-def _mean_pooling(folder: Path, dimension: int) -> list[dict]:
-    """The Transformer and mean-Pooling modules (modules.json's first two entries)."""
+def _pooling(folder: Path, dimension: int, mode: str = "mean") -> list[dict]:
+    """The Transformer and Pooling modules (modules.json's first two entries). Every mode key is written, the one
+    chosen true, so that no default of sentence-transformers adds a second mode beside the chosen one."""
+    from embedgate.model import POOLING_KEYS
+
     (folder / "1_Pooling").mkdir()
-    (folder / "1_Pooling" / "config.json").write_text(
-        json.dumps({"word_embedding_dimension": dimension, "pooling_mode_mean_tokens": True}))
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps(
+        {"word_embedding_dimension": dimension, **{key: name == mode for key, name in POOLING_KEYS.items()}}))
     return [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
             {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
 
@@ -103,7 +106,7 @@ def make_tiny_gemma(folder: Path, *, window: int = 8, max_seq_length: int = 48) 
     # write it back as a published config has it (EmbeddingGemma's says 512 and loads as 257)
     saved = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps(dict(saved, sliding_window=window)))
-    _finish_folder(folder, _mean_pooling(folder, 32), max_seq_length, PROMPTS)
+    _finish_folder(folder, _pooling(folder, 32), max_seq_length, PROMPTS)
     return folder
 
 

@@ -16,10 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from selftests.support_matrix import MATRIX
 from selftests.tiny_families import FAMILIES, make_tiny_family
 
-PROJECT = Path(__file__).resolve().parent.parent
-MATRIX = PROJECT / "fixtures" / "support_matrix.json"
 BACKENDS = ("torch-fp32", "torch-int8", "onnx-fp32", "onnx-int8", "onnx-q8w", "onnx-q4w", "openvino-fp32",
             "openvino-int8", "gguf-f16", "gguf-q8_0", "gguf-q4_k_m", "model2vec")
 # builds that keep full precision give the reference's vectors (an f16 GGUF within f16's rounding) for 95% of the

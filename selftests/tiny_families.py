@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from selftests.conftest import _finish_folder, _start_folder
+from selftests.conftest import _finish_folder, _pooling, _start_folder
 
 E5_PROMPTS = {"query": "query: ", "document": "passage: "}
 QWEN_PROMPTS = {"query": "Instruct: Given a web search query, retrieve relevant passages that answer the query\nQuery: "}
@@ -39,9 +39,6 @@ FAMILIES = {f.name: f for f in (
     Family("bert-weightedmean", "BertModel", "weightedmean"),
 )}
 
-POOLING_KEY = {"cls": "pooling_mode_cls_token", "mean": "pooling_mode_mean_tokens", "max": "pooling_mode_max_tokens",
-               "mean_sqrt_len_tokens": "pooling_mode_mean_sqrt_len_tokens",
-               "weightedmean": "pooling_mode_weightedmean_tokens", "lasttoken": "pooling_mode_lasttoken"}
 HIDDEN = 32
 
 
@@ -83,10 +80,5 @@ def make_tiny_family(folder: Path, family: Family, *, seed: int = 0) -> Path:
     if family.architecture != "BertModel":  # these models take no token_type_ids
         tokenizer_config["model_input_names"] = ["input_ids", "attention_mask"]
     (folder / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
-    (folder / "1_Pooling").mkdir()
-    (folder / "1_Pooling" / "config.json").write_text(json.dumps(
-        {"word_embedding_dimension": HIDDEN, **{key: key == POOLING_KEY[family.pooling] for key in POOLING_KEY.values()}}))
-    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
-    _finish_folder(folder, modules, 64, family.prompts)
+    _finish_folder(folder, _pooling(folder, HIDDEN, family.pooling), 64, family.prompts)
     return folder
