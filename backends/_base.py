@@ -14,47 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from backends import BackendMetadata
+from embedgate.protocol import BackendMetadata, EmbeddingError, check_texts, l2_normalize
 
 if TYPE_CHECKING:
     from embedgate.model import ModelSpec
 
 
-def check_texts(texts: object) -> list[str]:
-    """Accept a list or tuple of str; anything else is a TypeError that says what was wrong.
-
-    A str holding a lone surrogate ("\\ud800", e.g. from surrogateescape-decoded bytes) is a ValueError naming
-    the text: tokenizers fail on it each in their own way (TypeError in three backends, UnicodeEncodeError in
-    llama.cpp's), and one such text would fail its whole batch with a message that names none."""
-    if isinstance(texts, (str, bytes)):
-        raise TypeError(f"encode() takes a list of texts, not a single {type(texts).__name__}; wrap it in a list")
-    if not isinstance(texts, Sequence):
-        raise TypeError(f"encode() takes a list of str, got {type(texts).__name__}")
-    for index, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise TypeError(f"encode() takes a list of str; item {index} is {type(text).__name__}")
-        if not text.isascii():
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError as exc:
-                raise ValueError(
-                    f"encode(): text {index} is not valid Unicode (lone surrogate {text[exc.start]!r} at position "
-                    f"{exc.start}); repair it before encoding, e.g. text.encode('utf-8', 'replace').decode()"
-                ) from None
-    return list(texts)
-
-
-class EmbeddingError(RuntimeError):
-    """The runtime returned something that is not a sentence vector (NaN/inf, an all-zero row, a wrong shape);
-    raised by encode() rather than repaired, so that no gate sees a substitute for what the runtime produced."""
-
-
-RAW_DTYPE = np.float32
-# What a runtime may return: float32, or float16 from a half-precision artifact (model2vec's float16 table),
-# which encode() widens exactly, so every gate measures the values a deployment gets. float64 is a graph run in
-# double precision (twice the memory and bandwidth, and what it returns is not what encode() gives): an error of
-# the contract gates that check the raw output, as is any other dtype.
-RAW_DTYPES = (np.dtype(np.float32), np.dtype(np.float16))
+RAW_DTYPE = np.float32  # what an empty batch returns
 
 
 def check_raw(name: str, raw: object, n: int, dimension: int) -> np.ndarray:
@@ -83,14 +49,6 @@ def length_sorted(texts: list[str], embed: Callable[[list[str]], np.ndarray], *,
     out = np.empty_like(vectors)
     out[order] = vectors
     return out
-
-
-def l2_normalize(vectors: np.ndarray) -> np.ndarray:
-    """Unit rows in float32; a zero row stays zero (encode() decides what a zero row means)."""
-    vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    out = np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
-    return np.ascontiguousarray(out, dtype=np.float32)
 
 
 class BaseBackend:

@@ -20,24 +20,10 @@ import math
 from pathlib import Path
 from typing import cast
 
+from embedgate.model import effective_window
+
 NAME = "embedgate_banded"
 CHUNK = 256  # query rows per block; the key window of a block is (2 * ceil((window - 1) / CHUNK) + 1) * CHUNK keys
-
-
-def effective_window(model_path: Path) -> int | None:
-    """The window of the model's sliding-window layers as transformers applies it (|q - k| < window; for a
-    bidirectional Gemma3 config transformers turns 512 into 257), or None without such layers."""
-    from transformers import AutoConfig
-
-    try:
-        config = AutoConfig.from_pretrained(str(model_path), local_files_only=True, trust_remote_code=False)
-    except (OSError, ValueError, KeyError):
-        return None
-    config = getattr(config, "text_config", None) or config
-    window = getattr(config, "sliding_window", None)
-    if not isinstance(window, int) or "sliding_attention" not in (getattr(config, "layer_types", None) or []):
-        return None
-    return window
 
 
 def sliding_window(model_path: Path, max_tokens: int) -> int | None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from backends import BuildOptions
+    from embedgate.protocol import BuildOptions
 
 
 def peak_rss_kb() -> int:
@@ -39,9 +39,10 @@ def peak_rss_kb() -> int:
 def measure(model_path: Path, backend_name: str, cache_dir: Path, threads: int, artifact: Path | None,
             options: BuildOptions | None = None) -> dict:
     started = time.perf_counter()
-    from backends import BuildContext, BuildOptions, builtin_registry
     from embedgate.cache import ArtifactCache
     from embedgate.model import load_model_spec
+    from embedgate.protocol import BuildContext, BuildOptions
+    from embedgate.registry import builtin_registry
 
     registry = builtin_registry()
     spec = registry[backend_name]
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--distill-corpus", type=Path, default=None)
     parser.add_argument("--data-dir", type=Path, default=None)
     args = parser.parse_args(argv)
-    from backends import BuildOptions
+    from embedgate.protocol import BuildOptions
 
     options = BuildOptions(distill_corpus=args.distill_corpus, data_dir=args.data_dir)
     print(json.dumps(measure(args.model, args.backend, args.cache, args.threads, args.artifact, options)))

@@ -276,7 +276,7 @@ def timed_runner(target, batches: list[list[str]], case):
     """`run(i)` embeds batch i the way the latency gate times it: for embedgate's own backends the runtime's work
     alone (`embed_prompted`: prompts added and inputs checked before the clock starts, no normalisation), for a
     plugin's backend its `encode`."""
-    from backends import TimedCall
+    from embedgate.protocol import TimedCall
 
     if not isinstance(target, TimedCall):
         return lambda i: target.encode(batches[i], role=case.role, batch_size=case.batch_size)

@@ -131,6 +131,22 @@ class ModelSpec:
         }
 
 
+def effective_window(model_path: Path) -> int | None:
+    """The window of the model's sliding-window layers as transformers applies it (|q - k| < window; for a
+    bidirectional Gemma3 config transformers turns 512 into 257), or None without such layers."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(str(model_path), local_files_only=True, trust_remote_code=False)
+    except (OSError, ValueError, KeyError):
+        return None
+    config = getattr(config, "text_config", None) or config
+    window = getattr(config, "sliding_window", None)
+    if not isinstance(window, int) or "sliding_attention" not in (getattr(config, "layer_types", None) or []):
+        return None
+    return window
+
+
 # a hub repo id: one "org/name", each part letters, digits, '-', '_' or '.', not starting with '.' or '-'
 _HUB_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*/[A-Za-z0-9_][A-Za-z0-9._-]*")
 

@@ -202,9 +202,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _make_session(config: pytest.Config, threads: int):
-    from backends import BuildOptions, builtin_registry
     from embedgate.cache import ArtifactCache, default_cache_dir
     from embedgate.model import resolve_model
+    from embedgate.protocol import BuildOptions
+    from embedgate.registry import builtin_registry
     from embedgate.session import EmbedgateSession, RunOptions
     from embedgate.tasks import BUILTIN_TASKS, reset
     from embedgate.thresholds import Scopes, default_thresholds_file, load_thresholds
@@ -228,8 +229,8 @@ def _make_session(config: pytest.Config, threads: int):
     registry[baseline]  # noqa: B018
     all_backends, shard = tuple(selected), config.getoption("shard")
     if shard is not None:
-        from backends import REFERENCE
         from embedgate.merge import shard_backends
+        from embedgate.registry import REFERENCE
 
         selected = shard_backends(selected, {REFERENCE, baseline}, shard)
         production = {c: p for c, p in production.items() if c in selected}
@@ -449,7 +450,7 @@ def baseline(request: pytest.FixtureRequest):
 @pytest.fixture(scope="session")
 def reference(request: pytest.FixtureRequest):
     """The torch-fp32 reference backend, loaded even when it is not among --backends."""
-    from backends import REFERENCE
+    from embedgate.registry import REFERENCE
 
     return load_or_skip(request.config, REFERENCE)
 

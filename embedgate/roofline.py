@@ -105,7 +105,7 @@ class Shapes:
         sliding = sum(kind == "sliding_attention" for kind in (config.get("layer_types") or [])[:layers])
         window = None
         if sliding:
-            from backends.banded_attention import effective_window
+            from embedgate.model import effective_window
 
             window = effective_window(Path(model.path))
         return cls(layers, hidden, int(config["intermediate_size"]), heads * head_dim,

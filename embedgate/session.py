@@ -7,10 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from backends import BuildContext, BuildOptions, EmbeddingBackend, Registry, TruncatedBackend
 from embedgate import EmbedgateError, MissingDependency
 from embedgate.cache import ArtifactCache
 from embedgate.gates import TestRecord
+from embedgate.protocol import BuildContext, BuildOptions, EmbeddingBackend
+from embedgate.registry import Registry
+from embedgate.truncation import TruncatedBackend
 
 if TYPE_CHECKING:
     from embedgate.model import ModelSpec

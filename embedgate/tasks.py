@@ -40,8 +40,8 @@ from embedgate.taskdata import load as load_data
 if TYPE_CHECKING:
     from mteb.abstasks.task_metadata import TaskType
 
-    from backends import EmbeddingBackend
     from embedgate.cache import ArtifactCache
+    from embedgate.protocol import EmbeddingBackend
 
 BUILTIN_TASKS = tuple(TASKS)
 # mteb task types -> the embedgate role whose prompt the model should get (retrieval and reranking: mteb says
@@ -364,7 +364,7 @@ def score_task(backend: EmbeddingBackend, task_name: str, data_dir, model_hash: 
 def session_task_score(egsession, backend: EmbeddingBackend, task_name: str) -> dict[str, Any]:
     """A task's scores for a backend, once per run (the quality and release gates share them); the reference's
     vectors come from the artifact cache after the first run."""
-    from backends import REFERENCE
+    from embedgate.registry import REFERENCE
 
     vectors = None
     if backend.name == REFERENCE:

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from backends import DEFAULT_BASELINE
 from embedgate import UsageError
+from embedgate.registry import DEFAULT_BASELINE
 
 OFF = "off"
 

@@ -10,9 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backends import DeployedSettings, RawOutput
-from backends._base import RAW_DTYPES
 from embedgate.model import ROLES
+from embedgate.protocol import RAW_DTYPES, DeployedSettings, RawOutput
 
 pytestmark = pytest.mark.contract
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from backends import REFERENCE
 from embedgate.fidelity import METRICS, THRESHOLD_KEYS, compare, encode_corpus, gated_corpus
+from embedgate.registry import REFERENCE
 
 pytestmark = pytest.mark.fidelity
 

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import pytest
 
-from backends import REFERENCE, untruncated
+from embedgate.registry import REFERENCE
 from embedgate.tasks import aggregate, session_task_score, task_names
+from embedgate.truncation import untruncated
 
 pytestmark = pytest.mark.quality
 task_score = session_task_score

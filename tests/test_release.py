@@ -17,9 +17,9 @@ import statistics
 
 import pytest
 
-from backends import REFERENCE
 from embedgate.fidelity import METRICS, compare, encode_corpus, gated_corpus
 from embedgate.latency import TEXT_VARIANTS, bucket_texts, time_blocks
+from embedgate.registry import REFERENCE
 from embedgate.release import CrossBackend, cosines, retrieval_corpus
 from embedgate.tasks import builtin_data, score_task, session_task_score, task_names, task_type
 
