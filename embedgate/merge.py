@@ -37,8 +37,8 @@ def shard_backends(selected: list[str], always: set[str], shard: tuple[int, int]
 def merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
     """Shard reports joined: each backend from its own shard, the shared ones (reference, baseline) from the first
     that has them; the recommendation and release lines recomputed from the joined backends."""
+    from embedgate.decision import recommend
     from embedgate.families import CORE_FAMILIES
-    from embedgate.report import recommend
 
     if not reports:
         raise UsageError("merge: give at least one shard's report")
@@ -78,7 +78,8 @@ def merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from embedgate.report import render_markdown, render_pareto
+    from embedgate.pareto import render_pareto
+    from embedgate.report_markdown import render_markdown
 
     parser = argparse.ArgumentParser(prog="python -m embedgate.merge", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="folder for the joined report.json, report.md, pareto.png")

@@ -540,13 +540,16 @@ def _one_line(report: pytest.TestReport) -> str:
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
-    from embedgate.report import terminal_lines
+    from embedgate.report import build_report
+    from embedgate.report_markdown import terminal_lines
 
     session = config.stash.get(SESSION_KEY, None)
     if session is None or not session.records:
         return
     terminalreporter.section("embedgate verdicts")
-    for line in terminal_lines(session):
+    # the report write_reports wrote (pytest's terminal summary comes after our sessionfinish), so the terminal
+    # and the files say the same; built here only when no report was written
+    for line in terminal_lines(session.report or build_report(session)):
         terminalreporter.write_line(line)
     events = session.cache.events
     if events:  # printed live too, but a long run's scrollback loses them; this is what the run did to the cache

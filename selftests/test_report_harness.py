@@ -8,8 +8,9 @@ from collections import Counter
 
 import pytest
 
+from embedgate.decision import recommend
 from embedgate.families import FAMILY_NAMES
-from embedgate.report import SCHEMA_FILE, recommend
+from embedgate.report import SCHEMA_FILE
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # baseline torch-fp32, so speedups are ratios of the same tiny model's work measured in the same run; a budget of
@@ -189,7 +190,7 @@ def test_pareto_labels_never_overlap(n):
     figure; the key table names every point."""
     import matplotlib.pyplot as plt
 
-    from embedgate.report import draw_pareto
+    from embedgate.pareto import draw_pareto
 
     fig, boxes = draw_pareto(_crowded_report(n))
     try:
@@ -213,8 +214,8 @@ def test_pareto_labels_never_overlap(n):
 def test_report_sections_are_assembled_from_the_gate_records_alone():
     """The records are the run's only result (no second dict the tests write and the report reads by string key):
     a record's result lands in its section, keyed or merged, and nowhere else."""
+    from embedgate.decision import sections
     from embedgate.gates import GateRecorder, TestRecord
-    from embedgate.report import sections
 
     def recorder(gate):
         return GateRecorder(TestRecord(f"t::{gate}", "b", gate.split("/")[0], gate))
@@ -261,7 +262,7 @@ def test_a_baseline_that_ran_at_another_speed_inside_a_test_is_called_out():
     """Block timing evens out drift, not a second process that takes the cores during one side's blocks: on
     EmbeddingGemma torch-int8 took 1,078 ms a text inside onnx-int8's test and 466 ms in its own, and the "2.43x" was
     ~1.05x. The report names such a cell; a steady one (364 vs 356 ms) is not named."""
-    from embedgate.report import _latency_section, unsteady_baselines
+    from embedgate.report_markdown import _latency_section, unsteady_baselines
 
     def cell(median, baseline, speedup):
         return {"bucket": "paragraph", "batch_size": 1, "tokens_per_text": 512.0, "per_text_ms": 1000 * median,
