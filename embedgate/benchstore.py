@@ -104,10 +104,11 @@ def pytest_configure(config: pytest.Config) -> None:
     storage = config.option.benchmark_storage or DEFAULT_STORAGE
     if split_storage(storage) is None:
         return  # elasticsearch: its documents carry machine_info; nothing to file
-    from embedgate.plugin import SESSION_KEY, _cpu_count
+    from embedgate.environment import usable_cpus
+    from embedgate.hooks import SESSION_KEY
 
     session = config.stash.get(SESSION_KEY, None)
-    threads = session.threads if session is not None else (config.getoption("threads") or _cpu_count())
+    threads = session.threads if session is not None else (config.getoption("threads") or usable_cpus())
     folder = machine_storage(storage, threads)
     config.option.benchmark_storage = FILE_SCHEME + str(folder)
     compare = config.getoption("benchmark_compare", None)

@@ -42,15 +42,18 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def environment_info(threads: int | None) -> dict:
-    usable: int | None
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask; all of them where there is none: not Linux)."""
     try:
-        usable = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except AttributeError:
-        usable = os.cpu_count()
+        return os.cpu_count() or 1
+
+
+def environment_info(threads: int | None) -> dict:
     return {
         "cpu": cpu_info(),
-        "usable_cpus": usable,
+        "usable_cpus": usable_cpus(),
         "threads": threads,
         "python": platform.python_version(),
         "platform": platform.platform(),

@@ -157,8 +157,7 @@ def artifact_sha256(path: str, *, trust_manifest: bool = False) -> str | None:
         return None
 
 
-# ---------------------------------------------------------------- text renderings
-
+# ---------------------------------------------------------------- the report files
 
 def write_reports(session, config) -> Path | None:
     """Write report.json, report.md and pareto.png; a folder that cannot take them is one EmbedgateError line."""

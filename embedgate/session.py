@@ -1,13 +1,15 @@
-"""The state of one embedgate run: the model, the selected backends, its options, loaded backends, gate records."""
+"""The state of one embedgate run (the model, the selected backends, its options, loaded backends, gate records),
+and how it is made from the command line's options, once, before any test runs."""
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from embedgate import EmbedgateError, MissingDependency
+from embedgate import EmbedgateError, MissingDependency, UsageError
 from embedgate.cache import ArtifactCache
 from embedgate.gates import TestRecord
 from embedgate.protocol import BuildContext, BuildOptions, EmbeddingBackend
@@ -15,6 +17,8 @@ from embedgate.registry import Registry
 from embedgate.truncation import TruncatedBackend
 
 if TYPE_CHECKING:
+    import pytest
+
     from embedgate.model import ModelSpec
     from embedgate.thresholds import Thresholds
 
@@ -109,3 +113,167 @@ class EmbedgateSession:
 
 def stderr_log(line: str) -> None:
     print(line, file=sys.stderr, flush=True)  # noqa: T201 (the messages that pytest's reporter cannot show)
+
+
+# ---------------------------------------------------------------- the run's session, made from its options
+
+
+def make_session(config: pytest.Config, threads: int) -> EmbedgateSession:
+    """The run's session from its validated options; a bad combination of them is a UsageError line."""
+    from embedgate.cache import default_cache_dir
+    from embedgate.model import resolve_model
+    from embedgate.registry import builtin_registry
+    from embedgate.tasks import BUILTIN_TASKS, reset
+    from embedgate.thresholds import Scopes, default_thresholds_file, load_thresholds
+
+    reset()
+    registry = builtin_registry()
+    config.hook.pytest_embedgate_register_backends(registry=registry)
+    selected = registry.select(config.getoption("backends"))
+    artifacts = dict(config.getoption("artifact"))
+    _check_artifacts(registry, selected, artifacts)
+    production = _register_production(registry, selected, dict(config.getoption("production")), artifacts)
+    mteb_tasks = [t.strip() for t in config.getoption("mteb_tasks").split(",") if t.strip()]
+    # after the register hook: a [backend.NAME] may name a backend a conftest.py registers
+    scopes = Scopes(registry.names(), list(dict.fromkeys(spec.family for spec in registry)),
+                    list(BUILTIN_TASKS) + [t for t in mteb_tasks if t not in BUILTIN_TASKS])
+    thresholds = load_thresholds(
+        config.getoption("thresholds") or default_thresholds_file(),
+        config.getoption("threshold"), config.getoption("threshold_profile"), scopes,
+    )
+    baseline = config.getoption("baseline") or thresholds.baseline
+    registry[baseline]  # noqa: B018
+    all_backends, shard = tuple(selected), config.getoption("shard")
+    if shard is not None:
+        from embedgate.merge import shard_backends
+        from embedgate.registry import REFERENCE
+
+        selected = shard_backends(selected, {REFERENCE, baseline}, shard)
+        production = {c: p for c, p in production.items() if c in selected}
+    data_dir, profile = config.getoption("data_dir"), config.getoption("quality_profile")
+    if data_dir is not None:
+        from embedgate.tasks import check_data_dir
+
+        check_data_dir(data_dir, profile)
+    hub_tasks = {}
+    if config.getoption("hub_tasks"):
+        from embedgate.tasks import load_from_hub
+
+        hub_tasks = load_from_hub(list(BUILTIN_TASKS), data_dir)
+    cache_dir = config.getoption("artifact_cache") or default_cache_dir()
+    report_dir = config.getoption("report_dir") or Path(config.invocation_params.dir) / "reports"
+    _check_writable_dir(cache_dir, "--artifact-cache")
+    _check_writable_dir(report_dir, "--report-dir")
+    model = resolve_model(config.getoption("model"))
+    truncate_dim = config.getoption("truncate_dim")
+    if truncate_dim is not None and truncate_dim >= model.dimension:
+        raise UsageError(f"--truncate-dim {truncate_dim}: {model.name} has {model.dimension}-dim vectors, so there is "
+                         f"nothing to cut; give fewer than {model.dimension} dims")
+    # the model is a local folder now: nothing after this point may reach for a hub
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    if mteb_tasks:
+        from embedgate.tasks import preload_mteb_tasks
+
+        preload_mteb_tasks(mteb_tasks, config.getoption("data_dir"))
+
+    return EmbedgateSession(
+        model=model, registry=registry, selected=selected, thresholds=thresholds,
+        cache=ArtifactCache(cache_dir, lambda line: live_line(config, line)), threads=threads,
+        strict=config.getoption("strict_backends"), artifacts=artifacts,
+        options=RunOptions(
+            baseline=baseline,
+            mteb_tasks=tuple(mteb_tasks),
+            quality_profile=profile,
+            hub_tasks=hub_tasks,
+            production=production,
+            shard=shard,
+            all_backends=all_backends,
+            latency_buckets=tuple(config.getoption("latency_buckets")),
+            latency_batch_sizes=tuple(config.getoption("latency_batch_sizes")),
+            latency_budget=config.getoption("latency_budget"),
+            report_dir=Path(report_dir),
+            truncate_dim=truncate_dim,
+            build=BuildOptions(distill_corpus=config.getoption("distill_corpus"), data_dir=config.getoption("data_dir")),
+        ),
+    )
+
+
+def live_line(config: pytest.Config, line: str) -> None:
+    """Write a line to the terminal now, even from inside a test: pytest captures a test's output (a build's
+    "building onnx-fp32" showed only with -s), so capture is suspended around the write."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")  # not registered yet at configure time
+    if reporter is None:
+        stderr_log(line)
+        return
+    capman = config.pluginmanager.get_plugin("capturemanager")
+    if capman is None:
+        reporter.write_line(line)
+        return
+    with capman.global_and_fixture_disabled():
+        reporter.write_line(line)
+
+
+def _register_production(registry, selected: list[str], given: dict[str, Path], artifacts: dict[str, Path]) -> dict[str, str]:
+    """--production BACKEND=PATH: PATH loaded through BACKEND's own loader as backend BACKEND-production (not
+    among --backends: it is gated only against its candidate). Returns candidate -> production backend."""
+    import dataclasses
+
+    from embedgate.release import production_name
+
+    out = {}
+    for name, path in given.items():
+        spec = registry[name]  # an unknown name is a usage error that lists the known ones
+        if name not in selected:
+            raise UsageError(f"--production {name}={path}: the candidate {name} is not among --backends "
+                             f"({', '.join(selected)}); add it")
+        if not spec.accepts_artifact:
+            raise UsageError(f"--production {name}={path}: backend {name} is built in memory and loads no artifact")
+        prod = production_name(name)
+        registry.register(dataclasses.replace(spec, name=prod, factory=_named(spec, prod),
+                                              description=f"{name} in production: {path}"), replace=True)
+        artifacts[prod] = path
+        out[name] = prod
+    return out
+
+
+def _named(spec, name: str):
+    """spec's loader, its backend renamed: the production artifact is another backend than its candidate (every
+    measurement of a run is kept by backend name)."""
+    def load(ctx):
+        backend = spec.load(ctx)
+        backend.name = name
+        return backend
+
+    return load
+
+
+def _check_artifacts(registry, selected: list[str], artifacts: dict[str, Path]) -> None:
+    """--artifact NAME=PATH must name a backend of this run that takes an artifact; it used to be ignored, or
+    refused once per test."""
+    for name, path in artifacts.items():
+        spec = registry[name]  # an unknown name is a usage error that lists the known ones
+        if not spec.accepts_artifact:
+            raise UsageError(f"--artifact {name}={path}: backend {name} is built in memory and takes no artifact")
+        if name not in selected:
+            raise UsageError(
+                f"--artifact {name}={path}: {name} is not among --backends ({', '.join(selected)}); add it")
+
+
+def _check_writable_dir(path: Path, option: str) -> None:
+    """The folder, or the nearest existing folder it would be created in, takes a file: an unwritable --report-dir
+    used to crash after the whole run and lose the report. Probes without creating the folder itself."""
+    path = Path(path).expanduser().absolute()
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "is a file" if existing == path else f"cannot be created: {existing} is a file"
+        raise UsageError(f"{option} {path}: {what}; give a folder")
+    probe = existing / f".embedgate-probe-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(
+            f"{option} {path}: {existing} is not writable ({exc.strerror or exc}); give a writable folder") from None
