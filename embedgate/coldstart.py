@@ -68,6 +68,20 @@ def measure(model_path: Path, backend_name: str, cache_dir: Path, threads: int, 
     }
 
 
+def coldstart_command(egsession, name: str) -> list[str]:
+    """The command that measures backend `name`'s cold start as the run built or was given it: its model, cache,
+    threads, --artifact, and the corpus options its cached artifact is keyed on (model2vec-tuned's)."""
+    command = [sys.executable, "-m", "embedgate.coldstart", "--model", str(egsession.model.path),
+               "--backend", name, "--cache", str(egsession.cache.root), "--threads", str(egsession.threads)]
+    if name in egsession.artifacts:
+        command += ["--artifact", str(egsession.artifacts[name])]
+    build = egsession.options.build
+    for option, value in (("--distill-corpus", build.distill_corpus), ("--data-dir", build.data_dir)):
+        if value:
+            command += [option, str(value)]
+    return command
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="cold-start load time and peak RSS of one backend")
     parser.add_argument("--model", type=Path, required=True)

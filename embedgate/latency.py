@@ -8,9 +8,12 @@ that caches vectors gains nothing from it.
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from dataclasses import dataclass
 from functools import lru_cache
+
+from embedgate.roofline import Peak, Shapes, measure_peak, roofline_cell
 
 BUCKET_TOKENS = {"query": 16, "sentence": 64, "paragraph": 512}
 BUCKET_ROLES = {"query": "query", "sentence": "similarity", "paragraph": "document", "long": "document"}
@@ -318,3 +321,54 @@ def time_blocks(backend, baseline, case, batches: list[list[str]], budget: float
     if benchmark.disabled or benchmark.stats is None:
         _skip("benchmarks are disabled (--benchmark-disable): nothing was timed")
     return plan, timer
+
+
+# ---------------------------------------------------------------- a latency gate's cell: what it measured, for the report
+
+def case_batches(egsession, case: LatencyCase) -> tuple[list[list[str]], float]:
+    """TEXT_VARIANTS distinct batches of the case's texts (cut once per run; the latency and release gates share
+    them) and their mean length in tokens."""
+    texts, tokens = egsession.memoize(("bucket", case),
+                                      lambda: bucket_texts(egsession.model, case, TEXT_VARIANTS * case.batch_size))
+    return [texts[i * case.batch_size:(i + 1) * case.batch_size] for i in range(TEXT_VARIANTS)], tokens
+
+
+def roofline_of(egsession, backend, case: LatencyCase, tokens: float, median: float) -> tuple[Peak, dict]:
+    """The CPU's GEMM peak (measured once per run, between two latency cases: nothing else runs then) and the
+    cell's share of it; no share when the backend's compute or the model's shapes are unknown."""
+    peak = egsession.memoize("roofline_peak", lambda: measure_peak(egsession.threads))
+    shapes = egsession.memoize("roofline_shapes", lambda: Shapes.of(egsession.model))  # None: shapes unknown
+    compute = egsession.registry[backend.name].compute
+    return peak, roofline_cell(shapes, peak, compute, tokens, case.batch_size, median) if compute and shapes else {}
+
+
+def latency_cell(egsession, backend, baseline, case: LatencyCase, tokens: float, plan: BlockPlan, timer: BlockTimer,
+                 stats) -> tuple[dict, Peak]:
+    """The case's cell as report.json and pytest-benchmark's extra_info show it, from the backend's timed calls
+    (`stats`: pytest-benchmark's) and the baseline's blocks; and the run's GEMM peak. The baseline against itself
+    is 1 by definition."""
+    is_baseline = backend.name == baseline.name
+    median = stats.median
+    baseline_median = median if is_baseline else statistics.median(timer.baseline_times)
+    speedup = 1.0 if is_baseline else timer.speedup(list(stats.data))
+    peak, roofline = roofline_of(egsession, backend, case, tokens, median)
+    return {
+        "bucket": case.bucket, "batch_size": case.batch_size, "tokens_per_text": round(tokens, 1),
+        "median_s": median, "iqr_s": stats.iqr, "rounds": plan.timed_calls,
+        "per_text_ms": 1000 * median / case.batch_size, "texts_per_s": case.batch_size / median,
+        "tokens_per_s": tokens * case.batch_size / median, "baseline": baseline.name,
+        "baseline_median_s": baseline_median, "speedup": speedup, "threads": egsession.threads,
+        "artifact_size_bytes": backend.metadata.size_bytes, **timer.details(),
+        **roofline,
+    }, peak
+
+
+def gate_speedup(gate, latency: dict, cell: dict, plan: BlockPlan) -> None:
+    """The speedup against its floor, and against the ceiling above which no real computation could be."""
+    speedup, per_text = cell["speedup"], 1000 / cell["batch_size"]
+    gate.measure("speedup", speedup, latency.get("min_speedup"), unit="x",
+                 what=f"vs {cell['baseline']}, median of {plan.blocks} block pairs: {per_text * cell['median_s']:.2f} "
+                      f"ms vs {per_text * cell['baseline_median_s']:.2f} ms per text over the test")
+    if latency.get("implausible_speedup") is not None and speedup > latency["implausible_speedup"]:
+        gate.measure("plausible-speedup", speedup, latency["implausible_speedup"], op="<=", unit="x",
+                     what="faster than a real computation could be: cached or skipped work?")

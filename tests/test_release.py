@@ -18,7 +18,7 @@ import statistics
 import pytest
 
 from embedgate.fidelity import METRICS, compare, encode_corpus, gated_corpus
-from embedgate.latency import TEXT_VARIANTS, bucket_texts, time_blocks
+from embedgate.latency import case_batches, time_blocks
 from embedgate.registry import REFERENCE
 from embedgate.release import CrossBackend, cosines, retrieval_corpus
 from embedgate.tasks import builtin_data, score_task, session_task_score, task_names, task_type
@@ -64,9 +64,7 @@ def test_fidelity(candidate, production, reference, egsession, gate, metric):
 
 def test_latency(candidate, production, latency_case, egsession, gate, benchmark):
     case = latency_case
-    texts, _ = egsession.memoize(("bucket", case),
-                                 lambda: bucket_texts(egsession.model, case, TEXT_VARIANTS * case.batch_size))
-    batches = [texts[i * case.batch_size:(i + 1) * case.batch_size] for i in range(TEXT_VARIANTS)]
+    batches, _ = case_batches(egsession, case)
     plan, timer = time_blocks(candidate, production, case, batches, egsession.options.latency_budget, benchmark)
     median = benchmark.stats.stats.median
     speedup = timer.speedup(list(benchmark.stats.stats.data))
