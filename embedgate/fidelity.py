@@ -12,19 +12,40 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
-from scipy.stats import spearmanr
 
 from embedgate.data import FIXTURES, CorpusText, fidelity_corpus
 
 TOP_K = 10
-METRICS = ("cosine-mean", "cosine-p5", "cosine-min", "top10-overlap", "similarity-spearman")
-THRESHOLD_KEYS = {
-    "cosine-mean": "cosine_mean_min", "cosine-p5": "cosine_p5_min", "cosine-min": "cosine_min_min",
-    "top10-overlap": "top10_overlap_min", "similarity-spearman": "similarity_spearman_min",
-}
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One fidelity metric: its name (the gate's id, report.json's key), its threshold key under [*.fidelity]
+    (a floor: the metric must be at least that), what it measures (the gate's reason, the key's help), and the
+    range a threshold of it may take."""
+
+    name: str
+    threshold_key: str
+    what: str
+    low: float = -1.0
+    high: float = 1.0
+
+
+# Everything that names a fidelity metric derives from this table: the gates (tests/test_fidelity.py and the
+# release gates), the thresholds' keys (embedgate/thresholds.py) and the report's table.
+METRICS: dict[str, Metric] = {metric.name: metric for metric in (
+    Metric("cosine-mean", "cosine_mean_min", "mean cosine to the reference's vector of the same text"),
+    Metric("cosine-p5", "cosine_p5_min", "5th percentile of the per-text cosine"),
+    Metric("cosine-min", "cosine_min_min", "worst per-text cosine"),
+    Metric("top10-overlap", "top10_overlap_min",
+           "share of each text's 10 nearest neighbours that the reference also ranks top 10", low=0.0),
+    Metric("similarity-spearman", "similarity_spearman_min",
+           "rank correlation of all pairwise similarities with the reference's"),
+)}
 
 
 # Cosine to torch-fp32 on all-MiniLM-L6-v2 (gguf-q8_0 / gguf-q4_k_m / onnx-int8 / torch-int8), measured 2026-11-25.
@@ -78,17 +99,24 @@ def top_k_neighbours(vectors: np.ndarray, k: int = TOP_K) -> np.ndarray:
     return np.argsort(-sims, axis=1, kind="stable")[:, :k]
 
 
+def cosine_stats(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
+    """The per-text cosines of two sets of vectors of the same texts: mean, 5th percentile, min, and the worst
+    text's index (the fidelity gates' cosines, and the release gates' index compatibility)."""
+    cos = np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    return {"cosine-mean": float(cos.mean()), "cosine-p5": float(np.percentile(cos, 5)), "cosine-min": float(cos.min()),
+            "worst_text_index": int(np.argmin(cos))}
+
+
 def compare(candidate: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+    """Every metric of METRICS, and the index of the text whose cosine is worst."""
+    from scipy.stats import spearmanr
+
     if candidate.shape != reference.shape:
         raise ValueError(f"vectors of shape {candidate.shape} cannot be compared with the reference's {reference.shape}")
-    cos = np.sum(candidate * reference, axis=1) / (
-        np.linalg.norm(candidate, axis=1) * np.linalg.norm(reference, axis=1))
+    cosines = cosine_stats(candidate, reference)
+    worst = cosines.pop("worst_text_index")
     ours, theirs = top_k_neighbours(candidate), top_k_neighbours(reference)
     overlap = np.mean([len(set(a) & set(b)) / TOP_K for a, b in zip(ours, theirs, strict=True)])
     upper = np.triu_indices(len(candidate), k=1)
     rho = spearmanr((candidate @ candidate.T)[upper], (reference @ reference.T)[upper]).statistic
-    return {
-        "cosine-mean": float(cos.mean()), "cosine-p5": float(np.percentile(cos, 5)), "cosine-min": float(cos.min()),
-        "top10-overlap": float(overlap), "similarity-spearman": float(rho),
-        "worst_text_index": int(np.argmin(cos)),
-    }
+    return {**cosines, "top10-overlap": float(overlap), "similarity-spearman": float(rho), "worst_text_index": worst}

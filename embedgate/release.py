@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from embedgate.data import CorpusText
+from embedgate.fidelity import cosine_stats
 
 SUFFIX = "-production"
 
@@ -55,12 +56,12 @@ def retrieval_corpus(task_data: dict[str, Any]) -> list[CorpusText]:
 
 
 def cosines(candidate: np.ndarray, production: np.ndarray) -> dict[str, float]:
+    """The index compatibility's cosines: the candidate's and production's vectors of the same texts."""
     if candidate.shape != production.shape:
         raise ValueError(f"the candidate's vectors {candidate.shape} and production's {production.shape} differ in shape")
-    cos = np.sum(candidate * production, axis=1) / (
-        np.linalg.norm(candidate, axis=1) * np.linalg.norm(production, axis=1))
-    return {"cosine-mean": float(cos.mean()), "cosine-p5": float(np.percentile(cos, 5)), "cosine-min": float(cos.min()),
-            "texts": len(cos), "worst_text_index": int(np.argmin(cos))}
+    stats = cosine_stats(candidate, production)
+    worst = stats.pop("worst_text_index")
+    return {**stats, "texts": len(candidate), "worst_text_index": worst}
 
 
 def summary(records: list, production: dict[str, str], artifacts: dict[str, Any]) -> dict[str, dict[str, Any]]:

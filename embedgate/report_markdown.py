@@ -258,9 +258,10 @@ def _fidelity_section(report) -> list[str]:
     rows = [(name, b["fidelity"]) for name, b in report["backends"].items() if b["fidelity"]]
     if not rows:
         return []
-    out = ["", "## Fidelity to torch-fp32 (fixture corpus)", "", "| backend | " + " | ".join(METRICS) + " |",
-           "|---|" + "---|" * len(METRICS)]
-    out += [f"| `{name}` | " + " | ".join(f"{f[m]:.4f}" for m in METRICS) + " |" for name, f in rows]
+    names = list(METRICS)
+    out = ["", "## Fidelity to torch-fp32 (fixture corpus)", "", "| backend | " + " | ".join(names) + " |",
+           "|---|" + "---|" * len(names)]
+    out += [f"| `{name}` | " + " | ".join(f"{f[m]:.4f}" for m in names) + " |" for name, f in rows]
     return out
 
 

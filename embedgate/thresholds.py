@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from embedgate import UsageError
+from embedgate.fidelity import METRICS
 from embedgate.registry import DEFAULT_BASELINE
 
 OFF = "off"
@@ -39,13 +40,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "batch_min_cosine": Key("cosine between a text encoded alone and inside a mixed batch", -1, 1),
         "order_min_cosine": Key("cosine between a text's vectors before and after reordering the batch", -1, 1),
     },
-    "fidelity": {
-        "cosine_mean_min": Key("mean cosine to the reference's vector of the same text", -1, 1, True),
-        "cosine_p5_min": Key("5th percentile of that cosine", -1, 1, True),
-        "cosine_min_min": Key("smallest of that cosine", -1, 1, True),
-        "top10_overlap_min": Key("mean overlap of each text's 10 nearest neighbours with the reference's", 0, 1, True),
-        "similarity_spearman_min": Key("Spearman of the pairwise-similarity matrices", -1, 1, True),
-    },
+    "fidelity": {metric.threshold_key: Key(metric.what, metric.low, metric.high, True) for metric in METRICS.values()},
     "quality": {
         "max_loss": Key("largest loss of the overall retention (mean over task types, as MTEB averages) against "
                         "torch-fp32 (0.05 = 5%)", 0, 1, True),

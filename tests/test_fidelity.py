@@ -9,28 +9,19 @@ from __future__ import annotations
 
 import pytest
 
-from embedgate.fidelity import METRICS, THRESHOLD_KEYS, compare, encode_corpus, gated_corpus
+from embedgate.fidelity import METRICS, compare, encode_corpus, gated_corpus
 from embedgate.registry import REFERENCE
 
 pytestmark = pytest.mark.fidelity
 
-WHAT = {
-    "cosine-mean": "mean cosine to the reference's vector of the same text",
-    "cosine-p5": "5th percentile of the per-text cosine",
-    "cosine-min": "worst per-text cosine",
-    "top10-overlap": "share of each text's 10 nearest neighbours that the reference also ranks top 10",
-    "similarity-spearman": "rank correlation of all pairwise similarities with the reference's",
-}
-
-
-@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("metric", list(METRICS))
 def test_fidelity(backend, reference, egsession, thresholds, gate, metric):
     spec = egsession.registry[backend.name]
     if backend.name == REFERENCE:
         pytest.skip("the reference itself")
     if not spec.shares_reference_space:
         pytest.skip(f"{backend.name} has a vector space of its own; it is gated on task quality instead")
-    threshold = thresholds["fidelity"][THRESHOLD_KEYS[metric]]
+    threshold = thresholds["fidelity"][METRICS[metric].threshold_key]
     if backend.dimension != reference.dimension:
         gate.measure(metric, None, threshold, what=f"{backend.dimension}-dim vectors cannot match the reference's "
                      f"{reference.dimension}-dim ones: a dropped or extra Dense layer?")
@@ -42,5 +33,5 @@ def test_fidelity(backend, reference, egsession, thresholds, gate, metric):
     gate.result("fidelity", {**{k: v for k, v in metrics.items() if k in METRICS}, "texts": len(corpus)})
     worst = corpus[metrics["worst_text_index"]]
     gate.detail(texts=len(corpus), worst_text=f"{worst.id} ({worst.kind}, {worst.role})")
-    gate.measure(metric, metrics[metric], threshold, what=WHAT[metric])
+    gate.measure(metric, metrics[metric], threshold, what=METRICS[metric].what)
     gate.enforce()

@@ -43,7 +43,7 @@ def test_quality(candidate, production, egsession, gate, task_name):
     gate.enforce()
 
 
-@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("metric", list(METRICS))
 def test_fidelity(candidate, production, reference, egsession, gate, metric):
     if not egsession.registry[candidate.name].shares_reference_space:
         pytest.skip(f"{candidate.name} has a vector space of its own: compared on task quality and the index")
