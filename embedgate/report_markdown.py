@@ -7,7 +7,7 @@ from typing import Any
 
 from embedgate.decision import BAD
 from embedgate.release import ship_line
-from embedgate.tasks import VECTOR_CACHE
+from embedgate.scoring import VECTOR_CACHE
 
 VERDICT_ICONS = {"pass": "✅", "fail": "❌", "error": "💥"}
 

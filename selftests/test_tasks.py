@@ -21,7 +21,7 @@ def data_dir(tmp_path_factory):
 
 @pytest.mark.fast
 def test_aggregate_is_the_mean_per_type_then_over_types():
-    from embedgate.tasks import aggregate
+    from embedgate.scoring import aggregate
 
     tasks = {"a": {"task_type": "STS", "real": True, "retention": 1.0},
              "b": {"task_type": "STS", "real": True, "retention": 0.9},

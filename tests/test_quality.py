@@ -1,4 +1,4 @@
-"""Task-quality gates through mteb's own evaluators, aggregated as MTEB aggregates them (embedgate/tasks.py).
+"""Task-quality gates through mteb's own evaluators, aggregated as MTEB aggregates them (embedgate/scoring.py).
 
 - quality/task[T]: task T's main score and its retention against torch-fp32 measured in the same run; gated by
   the task's absolute floor and, where set, `quality.max_task_loss`.
@@ -18,7 +18,8 @@ from __future__ import annotations
 import pytest
 
 from embedgate.registry import REFERENCE
-from embedgate.tasks import aggregate, session_task_score, task_names
+from embedgate.scoring import aggregate, session_task_score
+from embedgate.tasks import task_names
 from embedgate.truncation import untruncated
 
 pytestmark = pytest.mark.quality

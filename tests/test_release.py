@@ -21,7 +21,8 @@ from embedgate.fidelity import METRICS, compare, encode_corpus, gated_corpus
 from embedgate.latency import case_batches, time_blocks
 from embedgate.registry import REFERENCE
 from embedgate.release import CrossBackend, cosines, retrieval_corpus
-from embedgate.tasks import builtin_data, score_task, session_task_score, task_names, task_type
+from embedgate.scoring import score_task, session_task_score
+from embedgate.tasks import builtin_data, task_names, task_type
 
 pytestmark = pytest.mark.release
 
