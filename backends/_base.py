@@ -108,8 +108,7 @@ class BaseBackend:
             return np.zeros((0, self.dimension), dtype=RAW_DTYPE)
         if len(texts) <= batch_size or self.one_text_per_call:
             return self.embed_prompted([prompt + text for text in texts], batch_size)
-        # Many texts: batches of similar length. STS-B test through embeddinggemma-300m (2,758 texts of 5-60
-        # tokens, batches of 32 in the file's order) padded every batch to ~2x its mean length.
+        # Many texts: batches of similar length, so that a batch is not padded to one long text's length.
         return length_sorted([prompt + text for text in texts], lambda ordered: self.embed_prompted(ordered, batch_size))
 
     def embeds_nothing(self, text: str) -> bool:

@@ -2,8 +2,8 @@
 
 transformers' eager attention (what the export traces) scores every query against every key and masks the
 keys outside the window afterwards: on EmbeddingGemma's 20 sliding layers (|q - k| < 257 as transformers applies
-the bidirectional window) at 2,048 tokens that is 4x the pairs the window allows, and attention is two thirds of
-onnx-int8's time there (EPYC, measured).
+the bidirectional window) at 2,048 tokens that is 4x the pairs the window allows, most of onnx-int8's time there
+(measured: docs/design/onnx-export.md).
 This attention computes long texts by blocks of CHUNK query rows against their key window only; shorter texts
 are one block of all rows against all keys, i.e. the eager computation itself. It is exact, not an
 approximation: every key it leaves out is one the model's own mask excludes, and the mask values inside the window

@@ -22,8 +22,8 @@ from embedgate import EmbedgateError
 
 Progress = Callable[[str], None]
 
-# Vocabularies up to this size are passed through the model whole (MiniLM's 30,522 tokens: ~15 s on 2 cores);
-# beyond it only the selected tokens are (EmbeddingGemma's 262,144 tokens whole: 12.7 min on 2 cores).
+# Vocabularies up to this size are passed through the model whole (seconds on 2 cores); beyond it only the selected
+# tokens are: a 262k-token vocabulary whole takes minutes (measured: docs/design/students.md).
 FULL_VOCAB_LIMIT = 60_000
 
 
@@ -31,15 +31,15 @@ FULL_VOCAB_LIMIT = 60_000
 class DistillParams:
     """Everything that decides the student's table; recorded in the artifact manifest and the report."""
 
-    # PCA dimension, chosen on STS-B dev with all-MiniLM-L6-v2 (see README, "model2vec"); None keeps every dimension
+    # PCA dimension, chosen on STS-B dev with all-MiniLM-L6-v2 (docs/design/students.md); None keeps every dimension
     pca_dims: int | None = 256
     # SIF a/(a+p) with p the token's wordfreq English frequency
-    # chosen on STS-B dev with all-MiniLM-L6-v2 (wordfreq weights): 1e-2 0.744, 3e-3 0.756, 1e-3 0.761, 1e-4 0.719
+    # chosen on STS-B dev with all-MiniLM-L6-v2 (measured: 1e-3 0.761 vs 1e-2 0.744, docs/design/students.md)
     sif_coefficient: float = 1e-3
     punctuation_frequency: float = 1e-2  # the p of a token without letters or digits (wordfreq has none)
     weighting: str = "wordfreq"  # "wordfreq" or "zipf-rank" (model2vec's default, for the ablation)
     top_words: int = 50_000  # wordfreq's most frequent English words whose tokens are kept (large vocabularies)
-    prompt_in_context: bool = False  # tokens passed with the role prompt in front: not measured yet (README)
+    prompt_in_context: bool = False  # tokens passed with the role prompt in front (off: docs/design/students.md)
     batch_size: int = 256
     quantize_to: str = "float16"
     # the student's token limit, the reference pipeline's max_seq_length (model2vec's default, 512, cut
@@ -138,8 +138,8 @@ def sif_weights(tokens: list[str], params: DistillParams) -> np.ndarray:
 
     surfaces = [token_surface(t) for t in tokens]
     p = np.array([word_frequency(s, "en") if s else 0.0 for s in surfaces])
-    # wordfreq drops punctuation (p=0, weight 1), yet ',' and '.' are as frequent as 'the': on all-MiniLM-L6-v2,
-    # STS-B dev 0.761 without this, 0.800 with p=1e-2 (1e-3..3e-2 measured alike)
+    # wordfreq drops punctuation (p=0, weight 1), yet ',' and '.' are as frequent as 'the' (measured: STS-B dev
+    # 0.800 vs 0.761 without this, docs/design/students.md)
     p[[bool(s) and not re.search(r"\w", s) for s in surfaces]] = params.punctuation_frequency
     return a / (a + p)
 

@@ -17,14 +17,11 @@ and the truncation length are the smaller of it and the reference's max length, 
 with a shorter context truncates where llama.cpp must, instead of aborting the process in GGML_ASSERT). What
 the file says is exposed by `deployed_settings()` and compared with the reference by test_deployed_settings.
 
-Tuning, measured on all-MiniLM-L6-v2 Q8_0, 2 threads: llama.cpp's encoder attends over every token of a decode
-call (other sequences are masked, not skipped), so without flash attention a batch of 32 ~64-token texts cost
-91 ms per text packed 2,048 tokens per call and 20 ms packed 256; with flash attention 15 and 12 ms, and one
-244-token text 51 ms instead of 91. So flash attention is on, and a call holds at most the model's max length
-in tokens (what the longest truncated text needs). On embeddinggemma-300m Q8_0, one text per call, flash attention
-on vs off: 29.6 vs 22.0 ms at 9 tokens, 135 vs 110 at 70, 929 vs 884 at 512, 4,111 vs 6,137 at 2,048 (EPYC, 2
-threads): off would gain 5-25% on single texts up to 512 tokens and lose 1.5x at 2,048 and on batches; a context
-holds one setting, so it stays on (FLASH_ATTENTION, recorded in the report's params).
+Tuning: llama.cpp's encoder attends over every token of a decode call (other sequences are masked, not skipped),
+so without flash attention a batch costs as if every text were as long as the whole call. So flash attention is
+on, and a call holds at most the model's max length in tokens (what the longest truncated text needs). Off would
+be faster on single texts up to a few hundred tokens and slower on long texts and on batches; a context holds one
+setting, so it stays on (FLASH_ATTENTION, recorded in the report's params). Measured: docs/design/backends.md.
 """
 
 from __future__ import annotations

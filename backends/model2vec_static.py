@@ -81,8 +81,8 @@ class Model2VecBackend(BaseBackend):
         except Exception as exc:  # safetensors / json errors from a damaged folder
             raise EmbedgateError(f"{folder}: not a loadable Model2Vec folder ({str(exc).splitlines()[0][:200]})") from exc
         # BLAS threads are limited once, here, for the whole process (the budget every backend gets): a
-        # `threadpool_limits` context per call re-reads the process's library map each time, measured 3.0 ms of a
-        # 3.1 ms call on all-MiniLM-L6-v2 with torch loaded (StaticModel.encode itself: 0.074 ms).
+        # `threadpool_limits` context per call re-reads the process's library map each time, which costs many
+        # times the lookup itself (measured: docs/design/timing.md).
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(limits=ctx.threads)

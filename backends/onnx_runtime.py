@@ -22,12 +22,12 @@ OUTPUT_NAME = "sentence_vector"  # not "embedding": that name clashes with a val
 OPSET = 18
 EXPORT_PARAMS = {"exporter": "torch.onnx dynamo", "opset": OPSET, "attn_implementation": "eager"}
 # Models with sliding-window layers whose texts can outgrow a block's key span are exported with exact banded attention
-# (backends/banded_attention.py): EmbeddingGemma onnx-int8 b1 at 1,024 / 2,048 tokens 1,028 / 3,238 ms eager ->
-# 777 / 1,759 ms banded, same vectors (EPYC, interleaved A/B).
+# (backends/banded_attention.py): the same vectors, without scoring the pairs the window masks (measured:
+# docs/design/onnx-export.md).
 # onnxruntime's intra-op threads spin after a run by default; the next runtime to run on those cores pays for it
-# (torch-int8 right after an onnx-int8 call: 7.3-13.4 ms instead of 4.3-5.6 ms, MiniLM, one short text). A
-# server that runs only onnxruntime is not slowed by it, and block timing (embedgate.latency) keeps it out of the
-# other side's figures, so the default stays: spinning on, recorded in the report's params.
+# (measured: docs/design/timing.md). A server that runs only onnxruntime is not slowed by it, and block timing
+# (embedgate.latency) keeps it out of the other side's figures, so the default stays: spinning on, recorded in the
+# report's params.
 SPINNING = True
 INT8_PARAMS = {"weight_type": "QInt8", "per_channel": True, "reduce_range": False, "op_types": ["MatMul"],
                "fused": ["SimplifiedLayerNormalization"]}

@@ -4,9 +4,9 @@ openvino-fp32 is that graph read by `openvino.Core.read_model` and saved as Open
 with NNCF's INT8 weight compression (symmetric, per output channel), run with the CPU plugin's dynamic
 quantization of activations (groups of 32 along a row, so a text's vector does not depend on its batch-mates).
 
-Both pin the inference precision to f32: on a CPU with AVX512-BF16 (the EPYC CI machine reports it) the CPU plugin
-otherwise runs in bfloat16 by default, which is another optimization, with other fidelity, than the one gated
-here, and would make verdicts depend on the CPU model. The model is read with `Core.read_model`, not
+Both pin the inference precision to f32: on a CPU with AVX512-BF16 the CPU plugin otherwise runs in bfloat16 by
+default, which is another optimization, with other fidelity, than the one gated here, and would make verdicts
+depend on the CPU model. The model is read with `Core.read_model`, not
 `openvino.convert_model` (whose converter would look for a telemetry consent).
 """
 

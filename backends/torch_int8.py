@@ -1,9 +1,8 @@
 """torch-int8: PyTorch dynamic INT8 quantization of every Linear layer, the report's "PyTorch INT8".
 
-Quantized at load (well under a second for MiniLM, a few seconds for EmbeddingGemma) rather than cached:
-a cached quantized module could only be stored as a pickle, which embedgate does not load.
-`torch.ao.quantization.quantize_dynamic` is deprecated in favour of torchao but is still the classic path
-the report measured.
+Quantized at load (seconds at most) rather than cached: a cached quantized module could only be stored as a
+pickle, which embedgate does not load. `torch.ao.quantization.quantize_dynamic` is deprecated in favour of torchao
+but is the classic path that "PyTorch INT8", the default baseline, stands for.
 """
 
 from __future__ import annotations

@@ -25,14 +25,14 @@ class TuneParams:
     epochs: int = 30  # at most; training stops when the held-out loss has not improved for `patience` epochs
     patience: int = 3
     batch_size: int = 256
-    # per unit of the table's RMS (the table is trained scaled to RMS 1, see fit): all-MiniLM-L6-v2, STS-B train
-    # corpus, at its RMS of 0.4: 1e-3 dev 0.8406 in 30 epochs, 3e-3 0.8413 in 16, so 3e-3 / 0.4
+    # per unit of the table's RMS (the table is trained scaled to RMS 1, see fit): MiniLM's best rate at its RMS of
+    # 0.4, 3e-3, scaled (measured: docs/design/students.md)
     learning_rate: float = 7.5e-3
     holdout: float = 0.1  # the corpus's share kept apart for early stopping
     role: str = "similarity"  # whose prompt the corpus texts get, for teacher and student alike
     seed: int = 0
-    # the teacher's batches: "by-length" (texts of similar length together, less padding: EmbeddingGemma's teacher
-    # pass 618 s -> 539 s, same scores) or "corpus" (as the corpus lists them); vectors come back in corpus order
+    # the teacher's batches: "by-length" (texts of similar length together: less padding, same scores) or "corpus"
+    # (as the corpus lists them); vectors come back in corpus order
     teacher_order: str = "by-length"
 
     def __post_init__(self) -> None:

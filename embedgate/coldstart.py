@@ -24,8 +24,8 @@ if TYPE_CHECKING:
 
 def peak_rss_kb() -> int:
     """This process's own peak RSS. Not ru_maxrss: Linux carries it across exec, so a child started from a pytest
-    process that holds every loaded backend reported the parent's size (976 MB growing to 2.5 GB backend after
-    backend). VmHWM belongs to the process's own address space, which exec makes new."""
+    process that holds every loaded backend would report the parent's size, growing backend after backend. VmHWM
+    belongs to the process's own address space, which exec makes new."""
     try:
         with open("/proc/self/status", encoding="ascii") as fh:
             for line in fh:

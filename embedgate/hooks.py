@@ -89,7 +89,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def _family(item: pytest.Item) -> str:
     """The gate family of a test that takes a backend: exactly one family marker, or a usage error (a test without
-    one used to run and vanish from the report)."""
+    one would run and its verdict would be missing from the report)."""
     families = [name for name in FAMILY_NAMES if item.get_closest_marker(name) is not None]
     if len(families) != 1:
         what = f"is marked {' and '.join(families)}" if families else "has no gate family marker"

@@ -82,12 +82,11 @@ def bucket_texts(model, case: LatencyCase, count: int) -> tuple[list[str], float
 
 # ---------------------------------------------------------------- timing each runtime in its own steady state
 
-# A runtime's first call after another runtime ran is not its steady state: measured on all-MiniLM-L6-v2
-# (torch-int8, one short text, median of 30-40 calls), back to back 4.3-5.6 ms, right after an onnx-int8 call
-# 7.3-13.4 ms (onnxruntime's intra-op threads keep spinning), after a 200 ms pause 14.9 ms (torch's idle OpenMP
-# threads wake slowly). Timing one baseline call before every round of the backend (what embedgate did before)
-# charged those costs to whichever side came second. So both sides are timed in blocks: wait until the CPU is
-# quiet (no thread of the other runtime still burning it), warm up, then several timed calls back to back.
+# A runtime's first call after another runtime ran is not its steady state: another runtime's intra-op threads
+# may still spin (onnxruntime's), and a pool that slept wakes slowly (torch's OpenMP threads); a call timed right
+# after the other side's pays for it (measured: docs/design/timing.md). So both sides are timed in blocks: wait
+# until the CPU is quiet (no thread of the other runtime still burning it), warm up, then several timed calls back
+# to back.
 QUIET_BUSY_FRACTION = 0.2  # process CPU time per wall second under which the other runtime is taken as gone
 QUIET_PROBE_SECONDS = 0.01
 QUIET_MAX_SECONDS = 2.0
@@ -116,11 +115,10 @@ WARMUP_SECONDS = 0.02  # of untimed calls before each block of a side whose call
 
 
 def warmup_calls(call_seconds: float) -> int:
-    """Untimed calls that bring a runtime back to its steady state after the quiet wait. Measured on
-    all-MiniLM-L6-v2 (EPYC, 2 threads, one short text; ms per call, back to back / after the wait and N warm-up
-    calls): torch-int8 5.18 / 5.05 (N=0) 4.94 (1) 5.01 (2); onnx-int8 1.50 / 2.04 (0) 2.18 (1) 1.74 (2) 1.54 (5)
-    1.58 (10); openvino-int8 1.64 / 1.82 (0) 1.77 (2) 1.51 (5). So: short calls until ~20 ms of work (at least
-    two), one call up to a second, none beyond (a call that long amortises a slow wake-up by itself)."""
+    """Untimed calls that bring a runtime back to its steady state after the quiet wait: short calls until ~20 ms
+    of work (at least two), one call up to a second, none beyond (a call that long amortises a slow wake-up by
+    itself). A runtime needs a few calls, not time, to be back at its back-to-back speed (measured per runtime:
+    docs/design/timing.md)."""
     if call_seconds > 1.0:
         return 0
     if call_seconds > WARMUP_SECONDS:
@@ -147,8 +145,8 @@ class BlockPlan:
         """Fit timed calls into `budget` from one call of each side (baseline_seconds 0 when there is none)."""
         pair_seconds = backend_seconds + baseline_seconds
         calls = max(MIN_CALLS, min(MAX_CALLS, int(budget / max(pair_seconds, 1e-6))))
-        # many short blocks rather than a few long ones: the machine drifts between blocks (see speedup()); twins
-        # of the baseline on the tiny model, 8 runs each: 6 blocks of 10 0.91-1.09x, 20 blocks of 5 0.96-1.08x
+        # many short blocks rather than a few long ones: the machine drifts between blocks (see speedup()), and
+        # more block pairs keep a twin of the baseline nearer 1.0x (measured: docs/design/timing.md)
         blocks = max(min(calls, MIN_BLOCKS), min(MAX_BLOCKS, calls // 5))
         return cls(blocks, calls // blocks, warmup_calls(backend_seconds),
                    warmup_calls(baseline_seconds) if baseline_seconds else 0)
@@ -210,9 +208,9 @@ class BlockTimer:
 
     def speedup(self, backend_times: list[float]) -> float:
         """The median, over block pairs, of baseline block median / backend block median. Each pair ran within a
-        fraction of a second, so the machine's slow drifts cancel within it; on the tiny model per-call times
-        switched between ~1.6 and ~3.1 ms regimes every few seconds, and a ratio of whole-run medians then swung
-        0.91-1.09x for twins, depending on which side had more calls in the slow regime."""
+        fraction of a second, so the machine's slow drifts (per-call times that switch between a fast and a slow
+        regime every few seconds) cancel within it; a ratio of whole-run medians would depend on which side had
+        more calls in the slow regime (measured: docs/design/timing.md)."""
         import statistics
 
         calls = self.plan.calls
@@ -231,7 +229,7 @@ class BlockTimer:
 
 # ---------------------------------------------------------------- the harness's own cost
 
-MAX_HARNESS_OVERHEAD = 0.03  # of the runtime's own call: the brief's bound for what a latency gate may add
+MAX_HARNESS_OVERHEAD = 0.03  # of the runtime's own call: what a latency gate may add, so it times the runtime
 
 
 def harness_overhead(backend, texts: list[str], rounds: int = 200) -> dict[str, float]:

@@ -295,7 +295,7 @@ def _model_name(path: Path) -> str:
 def _check_weights(folder: Path, root: Path, what: str) -> None:
     """Accept safetensors only: pickled weights from an untrusted folder can run code when loaded. A pickle is
     refused even beside safetensors: transformers loads pytorch_model.bin whenever no model.safetensors is there,
-    so any other *.safetensors file beside it used to let the pickle through."""
+    so another *.safetensors file beside it does not keep the pickle from being loaded."""
     pickles = sorted(p.name for p in folder.iterdir() if p.is_file() and p.suffix in _PICKLE_SUFFIXES)
     safetensors = list(folder.glob("*.safetensors"))
     if pickles and not safetensors:

@@ -31,8 +31,8 @@ _LABEL_OFFSETS = [(dx, dy) for dx in (6, 40, -36, 74, -70) for step in range(0, 
 
 def draw_pareto(report: dict[str, Any]) -> tuple[Any, list[Any]]:
     """The Pareto figure and the window extents of its point labels. Points are numbered and keyed to a table beside
-    the plot: on all-MiniLM-L6-v2 five backends sit within a pixel of 100% retention and their name labels overlapped
-    into one illegible block. Points within 12 pixels of each other share one label ("3,5,7"); each label takes the
+    the plot, because backends that keep the same quality and speed sit within a pixel of each other and their name
+    labels would overlap into one illegible block. Points within 12 pixels of each other share one label ("3,5,7"); each label takes the
     first place whose box overlaps no earlier label (a self-test holds this), with a leader line when moved."""
     points = [(name, b["summary"]) for name, b in report["backends"].items()
               if b["summary"]["speedup_geomean"] and _kept(b["summary"]) is not None]

@@ -143,9 +143,8 @@ def _dims(backend: dict[str, Any]) -> str:
 
 
 # the baseline's median inside a backend's test against its median in its own test: beyond this factor either way,
-# something took the cores during one side's blocks (EmbeddingGemma, 512 tokens: 1,078 ms inside onnx-int8's test,
-# 466 ms in its own, 2.31x) and that cell's speedup is not the runtimes' own. Quiet runs stay within 1.51x (MiniLM,
-# 676 gates: the worst, b32 query, 8.0 vs 5.3 ms; EmbeddingGemma: 364 vs 356 ms)
+# something took the cores during one side's blocks and that cell's speedup is not the runtimes' own; quiet runs
+# stay well inside it (measured: docs/design/timing.md)
 UNSTEADY_BASELINE = 1.75
 
 

@@ -6,7 +6,7 @@ model's shapes (config.json):
 the matrix multiplications of every layer per token, attention's scores and weighted sum over the keys each
 layer lets a token see (the whole text; the window of a sliding-window layer), and the Dense head per text. That is
 the model's own work: a build that also scores the pairs a mask throws away (eager attention on EmbeddingGemma's
-sliding layers) shows a lower share. all-MiniLM-L6-v2 costs 0.021 GOP per token outside attention.
+sliding layers) shows a lower share.
 """
 
 from __future__ import annotations
@@ -47,9 +47,8 @@ def _best_seconds(call) -> float:
 
 def measure_peak(threads: int) -> Peak:
     """The best of a square int8 and fp32 GEMM at GEMM_SIZES with `threads` threads, as operations per second:
-    the best, because the peak is what this CPU can reach (measured on the EPYC CI machine, 2 threads: fp32 134,
-    167, 178 GFLOP/s at 512, 1024, 2048; int8 751, 798, 791 GOP/s). A runtime whose kernels beat torch's GEMM can
-    still show a share above 100% (openvino-fp32 on MiniLM's 256-token texts measured 105% of the 1024 peak)."""
+    the best, because the peak is what this CPU can reach; GEMMs from 1024 on reach it (measured:
+    docs/design/timing.md). A runtime whose kernels beat torch's GEMM can still show a share above 100%."""
     import torch
 
     previous = torch.get_num_threads()

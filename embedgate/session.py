@@ -35,7 +35,7 @@ class LoadFailure:
 @dataclass(frozen=True)
 class RunOptions:
     """The run's command-line options the gates read, validated by the plugin's parsers, typed and frozen: one
-    place that says what a test may depend on (it used to be a dict copied into every build)."""
+    place that says what a test may depend on."""
 
     baseline: str | None = None  # --baseline; None: the thresholds file's
     mteb_tasks: tuple[str, ...] = ()
@@ -249,8 +249,8 @@ def _named(spec, name: str):
 
 
 def _check_artifacts(registry, selected: list[str], artifacts: dict[str, Path]) -> None:
-    """--artifact NAME=PATH must name a backend of this run that takes an artifact; it used to be ignored, or
-    refused once per test."""
+    """--artifact NAME=PATH must name a backend of this run that takes an artifact: a usage error before any test,
+    not an option silently ignored or refused once per test."""
     for name, path in artifacts.items():
         spec = registry[name]  # an unknown name is a usage error that lists the known ones
         if not spec.accepts_artifact:
@@ -261,8 +261,9 @@ def _check_artifacts(registry, selected: list[str], artifacts: dict[str, Path]) 
 
 
 def _check_writable_dir(path: Path, option: str) -> None:
-    """The folder, or the nearest existing folder it would be created in, takes a file: an unwritable --report-dir
-    used to crash after the whole run and lose the report. Probes without creating the folder itself."""
+    """The folder, or the nearest existing folder it would be created in, takes a file, so that an unwritable
+    --report-dir is a usage error before the run, not a report lost after it. Probes without creating the folder
+    itself."""
     path = Path(path).expanduser().absolute()
     existing = path
     while not existing.exists() and existing != existing.parent:

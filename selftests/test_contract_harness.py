@@ -40,8 +40,8 @@ RAW_RUN = ("-m", "contract", "-k", "raw_output or finite or shape_and_dtype or u
 
 
 def test_raw_output_is_gated_before_normalisation(suite, tiny_model):
-    """Backends whose `_embed` goes wrong behind the real BaseBackend.encode: NaN, float64, a zero row. encode()
-    used to turn NaN and zero rows into a unit basis vector and cast float64 away, so every gate passed."""
+    """Backends whose `_embed` goes wrong behind the real BaseBackend.encode: NaN, float64, a zero row. Were
+    encode() to turn NaN and zero rows into a unit basis vector and cast float64 away, every gate would pass."""
     result = suite.run(f"--model={tiny_model}", *RAW_RUN)
     assert result.ret == 1, f"a run with broken backends must exit 1, got {result.ret}"
     verdicts = suite.verdicts()

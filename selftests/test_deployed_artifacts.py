@@ -74,8 +74,9 @@ def test_gguf_without_pooling_is_a_one_line_error(suite, plain_model, plain_gguf
 
 
 def test_gguf_of_a_shorter_context_model_is_gated_not_a_crash(suite, plain_model, tmp_path):
-    """A GGUF of another model with 32 positions, for a reference that truncates at 64 tokens: llama.cpp used to
-    abort the process (GGML_ASSERT in get_rows, rc 134, no report) on the first text past 32 tokens."""
+    """A GGUF of another model with 32 positions, for a reference that truncates at 64 tokens: llama.cpp aborts the
+    process (GGML_ASSERT in get_rows, rc 134, no report) on a text past the file's 32 positions unless the
+    harness truncates where the file's context says."""
     short_model = make_tiny_model(tmp_path / "short", dense=False, seed=1, max_positions=32)
     short = convert(short_model, tmp_path / "gguf")
     assert metadata_offsets(short)["bert.context_length"], "the converter writes the context length"

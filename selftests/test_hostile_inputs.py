@@ -1,4 +1,4 @@
-"""Hostile inputs (issue #12): a wrong input is one usage-error line before any test runs (exit 4), a bad cache or
+"""Hostile inputs (docs/errors.md): a wrong input is one usage-error line before any test runs (exit 4), a bad cache or
 report folder is one line, never a traceback, and the run always says what it did not gate.
 
 The self-tests run as root, which chmod does not stop: an unwritable folder is made by putting a regular file where

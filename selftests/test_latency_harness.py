@@ -28,10 +28,9 @@ def test_speedup_gates(suite, tiny_model):
 
 def test_speedups_compare_each_runtime_in_its_steady_state(suite, tiny_model):
     """A backend identical to the baseline measures 1.0 +- 10%, and one that leaves a core burning after every
-    call gains nothing from it. Timing one baseline call right after each backend call (embedgate's harness
-    before block timing) credited the burner with the baseline's slowdown. One thread: with two, the tiny model's
-    calls on this 2-core VM switch between ~1.6 and ~3.1 ms regimes, noise that is the machine's, not the method's
-    (twins measured 0.95 +- 0.005x in three runs with one thread, 0.91-1.00x with two)."""
+    call gains nothing from it (timing one baseline call right after each backend call would credit the burner
+    with the baseline's slowdown). One thread: with two, the tiny model's calls on a 2-core machine switch between
+    a fast and a slow regime, noise that is the machine's, not the method's (measured: docs/design/timing.md)."""
     suite.run_in_subprocess(f"--model={tiny_model}", "--backends=twin,spinner", *LATENCY_RUN, "--latency-buckets=query",
                             "--latency-budget=1", "--threads=1")  # one thread for the whole process: its own
     tests = {(t["backend"], t["gate"]): t for t in suite.report()["tests"]}

@@ -143,7 +143,7 @@ def test_bad_distill_corpus_is_a_usage_error(suite, tiny_model, tmp_path, conten
 @pytest.mark.fast
 def test_a_corpus_file_is_read_as_lines_whatever_its_name(tmp_path):
     """How a corpus is read follows how it was chosen: a --distill-corpus named like STS-B's files is still one text a
-    line (it was once dispatched on its name, and read as the STS-B CSV pair of the folder it sat in)."""
+    line, never read as the STS-B CSV pair of the folder it sits in."""
     from types import SimpleNamespace
 
     from backends import BuildOptions

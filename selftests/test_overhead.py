@@ -42,8 +42,8 @@ def test_timed_call_is_the_runtime_call(build_context, linear_context, name):
 
 
 def test_per_call_thread_limits_are_caught(linear_context):
-    """model2vec as embedgate ran it before: a threadpoolctl context around every call (3 ms of a 3.1 ms call on
-    all-MiniLM-L6-v2). The bound must catch that kind of harness cost."""
+    """A threadpoolctl context around every call of a model2vec backend costs many times its lookup (measured:
+    docs/design/timing.md). The bound must catch that kind of harness cost."""
     from threadpoolctl import threadpool_limits
 
     from backends import builtin_registry

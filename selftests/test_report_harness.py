@@ -14,7 +14,7 @@ from embedgate.report import SCHEMA_FILE
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # baseline torch-fp32, so speedups are ratios of the same tiny model's work measured in the same run; a budget of
-# 2 s, not 0.5: on a loaded machine (load 6-9 on 2 cores) one slow-3x round took 0.7 s and its case was skipped on
+# 2 s, not 0.5: on a loaded machine one slow-3x round can outgrow a 0.5 s budget, and its case would be skipped on
 # its estimate, leaving no speedup to check
 RUN = ("--baseline=torch-fp32", "--latency-buckets=query", "--latency-batch-sizes=1", "--latency-budget=2",
        "--threshold=latency.min_speedup=0.6", "-k", "test_latency or cosine-mean or shape_and_dtype or unit_norm")
@@ -237,8 +237,7 @@ def test_report_sections_are_assembled_from_the_gate_records_alone():
 @pytest.mark.fast
 def test_run_options_are_typed_and_frozen():
     """What a test or a build may read of the run's options is one frozen object: a backend cannot change the next
-    one's options (the old dict was copied into every build, private flags and all), and there is no results
-    mailbox beside the records."""
+    one's options, and there is no results mailbox beside the records."""
     import dataclasses
     from pathlib import Path
 
@@ -259,9 +258,9 @@ def test_run_options_are_typed_and_frozen():
 
 @pytest.mark.fast
 def test_a_baseline_that_ran_at_another_speed_inside_a_test_is_called_out():
-    """Block timing evens out drift, not a second process that takes the cores during one side's blocks: on
-    EmbeddingGemma torch-int8 took 1,078 ms a text inside onnx-int8's test and 466 ms in its own, and the "2.43x" was
-    ~1.05x. The report names such a cell; a steady one (364 vs 356 ms) is not named."""
+    """Block timing evens out drift, not a second process that takes the cores during one side's blocks. The
+    report names such a cell (here the figures of EmbeddingGemma's unsteady cell, docs/design/timing.md: 1,078 ms a
+    text inside onnx-int8's test, 466 ms in its own); a steady one (364 vs 356 ms) is not named."""
     from embedgate.report_markdown import _latency_section, unsteady_baselines
 
     def cell(median, baseline, speedup):

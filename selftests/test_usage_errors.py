@@ -105,7 +105,7 @@ def test_mteb_task_that_cannot_run(suite, tiny_model, task, message):
     ("@pytest.mark.contract\n@pytest.mark.latency\n", "is marked contract and latency"),
 ], ids=["no-family", "two-families"])
 def test_gate_test_without_one_family_is_a_usage_error(suite, tiny_model, marks, said):
-    """Such a test used to run and vanish from the report: its verdict was recorded under no family."""
+    """Such a test would run and vanish from the report: its verdict would be recorded under no family."""
     suite.pytester.makepyfile(**{"tests/test_odd.py": f"import pytest\n\n\n{marks}def test_odd(backend):\n    pass\n"})
     result = suite.run(f"--model={tiny_model}", "--backends=torch-fp32", "--collect-only")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
