@@ -32,7 +32,7 @@ def resolve(target: str) -> Any:
 @dataclass(frozen=True)
 class BackendSpec:
     name: str
-    family: str  # tolerances and thresholds may be set per family
+    runtime: str  # the runtime it runs on (torch, onnx, openvino, gguf, model2vec): thresholds may be set per runtime
     extra: str  # the pyproject extra that installs its runtime
     shares_reference_space: bool  # False for a model whose vectors are not comparable with the reference's
     factory: str | Callable[[BuildContext], EmbeddingBackend]  # "module:function" or a callable

@@ -35,7 +35,7 @@ def build_report(session, config=None) -> dict[str, Any]:
         spec = session.registry[name]
         results = sections(mine)
         backends[name] = {
-            "family": spec.family, "description": spec.description,
+            "runtime": spec.runtime, "description": spec.description,
             "shares_reference_space": spec.shares_reference_space,
             "artifact": _metadata(loaded, session.model.content_hash),
             "dimension": getattr(loaded, "dimension", None),  # what the gates saw: N under --truncate-dim=N

@@ -87,7 +87,7 @@ class EmbedgateSession:
         return self.options.truncate_dim
 
     def thresholds_for(self, backend: str) -> dict[str, dict[str, Any]]:
-        return self.thresholds.for_backend(backend, self.registry[backend].family)
+        return self.thresholds.for_backend(backend, self.registry[backend].runtime)
 
     def load(self, name: str) -> EmbeddingBackend:
         """Load (building if needed) a backend once per run; a failure is remembered and raised again."""
@@ -135,7 +135,7 @@ def make_session(config: pytest.Config, threads: int) -> EmbedgateSession:
     production = _register_production(registry, selected, dict(config.getoption("production")), artifacts)
     mteb_tasks = [t.strip() for t in config.getoption("mteb_tasks").split(",") if t.strip()]
     # after the register hook: a [backend.NAME] may name a backend a conftest.py registers
-    scopes = Scopes(registry.names(), list(dict.fromkeys(spec.family for spec in registry)),
+    scopes = Scopes(registry.names(), list(dict.fromkeys(spec.runtime for spec in registry)),
                     list(BUILTIN_TASKS) + [t for t in mteb_tasks if t not in BUILTIN_TASKS])
     thresholds = load_thresholds(
         config.getoption("thresholds") or default_thresholds_file(),

@@ -1,9 +1,9 @@
 """Every threshold and tolerance in one declarative TOML file, validated before any test runs.
 
-Layers, later wins: [defaults] < [family.NAME] < [backend.NAME] < the selected [profile.NAME]'s own layers
+Layers, later wins: [defaults] < [runtime.NAME] < [backend.NAME] < the selected [profile.NAME]'s own layers
 < --threshold overrides. A numeric threshold set to "off" is not gated (its value is still measured and
 reported). Unknown keys and bad values are usage errors that name the key, and so are scopes that match nothing:
-a [backend.NAME] that is not a registered backend, a [family.NAME] no backend has, a quality.floors.TASK that is
+a [backend.NAME] that is not a registered backend, a [runtime.NAME] no backend runs on, a quality.floors.TASK that is
 not a task of the run (a misspelled one would otherwise be accepted and gate nothing).
 """
 
@@ -66,15 +66,17 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "max_peak_rss_mb": Key("peak resident memory of that process after one encode", 0, math.inf, True),
     },
 }
-TOP_LEVEL = {"baseline", "defaults", "family", "backend", "profile"}
+TOP_LEVEL = {"baseline", "defaults", "runtime", "backend", "profile"}
+# keys of an older thresholds file, refused with the line that names the new one
+RENAMED_SCOPES = {"family": "runtime"}
 
 
 @dataclass(frozen=True)
 class Scopes:
-    """The names a thresholds layer may refer to: registered backends, their families, the run's tasks."""
+    """The names a thresholds layer may refer to: registered backends, their runtimes, the run's tasks."""
 
     backends: Sequence[str]
-    families: Sequence[str]
+    runtimes: Sequence[str]
     tasks: Sequence[str]
 
 
@@ -98,22 +100,22 @@ class Thresholds:
             value = self._data["profile"][self.profile].get(key, value)
         return value
 
-    def _layers(self, backend: str, family: str) -> list[dict]:
+    def _layers(self, backend: str, runtime: str) -> list[dict]:
         roots = [self._data]
         if self.profile:
             roots.append(self._data["profile"][self.profile])
         layers = []
         for root in roots:
             layers.append(root.get("defaults", {}))
-            layers.append(root.get("family", {}).get(family, {}))
+            layers.append(root.get("runtime", {}).get(runtime, {}))
             layers.append(root.get("backend", {}).get(backend, {}))
         return layers
 
-    def for_backend(self, backend: str, family: str) -> dict[str, dict[str, Any]]:
+    def for_backend(self, backend: str, runtime: str) -> dict[str, dict[str, Any]]:
         """The resolved section -> key -> value for one backend ("off" values become None)."""
         resolved: dict[str, dict[str, Any]] = {section: {} for section in SCHEMA}
         resolved["quality"]["floors"] = {}
-        for layer in self._layers(backend, family):
+        for layer in self._layers(backend, runtime):
             for section, values in layer.items():
                 for key, value in values.items():
                     if key == "floors":
@@ -128,7 +130,7 @@ class Thresholds:
 
 def load_thresholds(path: Path, overrides: Sequence[str] = (), profile: str | None = None,
                     scopes: Scopes | None = None) -> Thresholds:
-    """Read, validate and layer the file and its overrides; with `scopes`, every backend, family and task name in
+    """Read, validate and layer the file and its overrides; with `scopes`, every backend, runtime and task name in
     them must be one of those (call it after the backend registry is complete)."""
     try:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
@@ -150,8 +152,11 @@ def load_thresholds(path: Path, overrides: Sequence[str] = (), profile: str | No
     return Thresholds(data, str(path), profile)
 
 
-def _validate_root(data: dict, where: str, *, in_profile: bool = False) -> None:
+def _validate_root(data: dict, where: str, *, in_profile: bool = False, prefix: str = "") -> None:
     for key, value in data.items():
+        if key in RENAMED_SCOPES:
+            name = next(iter(value), "NAME") if isinstance(value, dict) else "NAME"
+            raise UsageError(f"thresholds: [{prefix}{key}.{name}] is now [{prefix}{RENAMED_SCOPES[key]}.{name}] ({where})")
         if key not in TOP_LEVEL or (in_profile and key == "profile"):
             raise UsageError(f"{where}: unknown key '{key}'; expected {', '.join(sorted(TOP_LEVEL))}")
         if key == "baseline":
@@ -159,7 +164,7 @@ def _validate_root(data: dict, where: str, *, in_profile: bool = False) -> None:
                 raise UsageError(f"{where}: 'baseline' must be a backend name")
         elif key == "defaults":
             _validate_layer(value, f"{where} [defaults]")
-        elif key in ("family", "backend"):
+        elif key in ("runtime", "backend"):
             _require_table(value, f"{where} [{key}]")
             for name, layer in value.items():
                 _validate_layer(layer, f"{where} [{key}.{name}]")
@@ -167,12 +172,12 @@ def _validate_root(data: dict, where: str, *, in_profile: bool = False) -> None:
             _require_table(value, f"{where} [profile]")
             for name, profile in value.items():
                 _require_table(profile, f"{where} [profile.{name}]")
-                _validate_root(profile, f"{where} [profile.{name}]", in_profile=True)
+                _validate_root(profile, f"{where} [profile.{name}]", in_profile=True, prefix=f"profile.{name}.")
 
 
 def _validate_scopes(data: dict, where: str, scopes: Scopes, prefix: str = "") -> None:
-    """Every [backend.NAME], [family.NAME] and quality.floors.TASK must name something this run has."""
-    kinds = {"backend": ("backend", scopes.backends), "family": ("backend family", scopes.families)}
+    """Every [backend.NAME], [runtime.NAME] and quality.floors.TASK must name something this run has."""
+    kinds = {"backend": ("backend", scopes.backends), "runtime": ("runtime", scopes.runtimes)}
     for key, (what, known) in kinds.items():
         for name, layer in data.get(key, {}).items():
             if name not in known:
@@ -231,7 +236,7 @@ def _check_number(value: Any, spec: Key, where: str) -> None:
 
 
 def _apply_override(data: dict, override: str) -> None:
-    """--threshold [defaults.|family.F.|backend.B.]SECTION.KEY=VALUE (VALUE in TOML syntax; "off" allowed)."""
+    """--threshold [defaults.|runtime.R.|backend.B.]SECTION.KEY=VALUE (VALUE in TOML syntax; "off" allowed)."""
     path, sep, raw = override.partition("=")
     if not sep or not path.strip():
         raise UsageError(f"--threshold {override}: expected KEY=VALUE, e.g. backend.onnx-int8.latency.min_speedup=1.5")
@@ -239,7 +244,7 @@ def _apply_override(data: dict, override: str) -> None:
     if parts[0] == "baseline" and len(parts) == 1:
         data["baseline"] = raw.strip()
         return
-    if parts[0] in ("family", "backend") and len(parts) >= 4:
+    if parts[0] in ("runtime", "backend", *RENAMED_SCOPES) and len(parts) >= 4:
         target = data.setdefault(parts[0], {}).setdefault(parts[1], {})
         parts = parts[2:]
     else:

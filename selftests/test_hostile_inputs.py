@@ -239,9 +239,9 @@ def test_corrupt_cache_is_reported_without_s(suite, tiny_model, tmp_path, monkey
     ("quality.floors.stsb_tset=0.99",
      ("unknown task 'stsb_tset' in defaults.quality.floors (did you mean 'stsb'?); "
       "known tasks: stsb, sickr, scifact, wikiqa, banking77, msrp, fixture-sts, fixture-retrieval")),
-    ("family.ggfu.contract.batch_min_cosine=0.99",
-     "unknown backend family 'ggfu' in [family.ggfu] (did you mean 'gguf'?); known: torch, onnx, openvino, gguf, model2vec"),
-], ids=["backend", "floor-task", "family"])
+    ("runtime.ggfu.contract.batch_min_cosine=0.99",
+     "unknown runtime 'ggfu' in [runtime.ggfu] (did you mean 'gguf'?); known: torch, onnx, openvino, gguf, model2vec"),
+], ids=["backend", "floor-task", "runtime"])
 def test_threshold_scope_that_matches_nothing(suite, tiny_model, override, message):
     line = usage_error(suite.run(f"--model={tiny_model}", "--backends=torch-fp32", f"--threshold={override}"))
     assert line.startswith(f"ERROR: --threshold {override}: {message}"), line
