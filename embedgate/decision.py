@@ -10,9 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from embedgate.gates import SECTIONS, TestRecord
-
-BAD = ("fail", "error")
+from embedgate.gates import BAD, SECTIONS, TestRecord, Verdict
 
 
 def _geomean(values: list[float]) -> float | None:
@@ -44,16 +42,16 @@ def backend_summary(session, name: str, records: list[TestRecord]) -> dict[str, 
     verdicts = [r.verdict for r in records]  # build_report passes only the tests that ran
     retentions = [q["retention"] for q in quality.values() if q.get("retention") is not None and math.isfinite(q["retention"])]
     failures = [r for r in records if r.verdict in BAD]
-    if any(v == "error" for v in verdicts):
-        verdict = "error"
+    if Verdict.ERROR in verdicts:
+        verdict = Verdict.ERROR
     elif failures:
-        verdict = "fail"
-    elif "pass" in verdicts:
-        verdict = "pass"
+        verdict = Verdict.FAIL
+    elif Verdict.PASS in verdicts:
+        verdict = Verdict.PASS
     elif verdicts:
-        verdict = "skipped"  # every gate skipped: no evidence to ship on
+        verdict = Verdict.SKIP  # every gate skipped: no evidence to ship on
     else:
-        verdict = "not run"
+        verdict = Verdict.NOT_RUN
     return {
         "verdict": verdict,
         "speedup_geomean": _geomean([cell["speedup"] for cell in latency.values()]),
@@ -68,17 +66,16 @@ def backend_summary(session, name: str, records: list[TestRecord]) -> dict[str, 
         "load_seconds": (coldstart.get("import_seconds", 0) + coldstart.get("load_seconds", 0)) if coldstart else (
             metadata.load_seconds if metadata else None),
         "peak_rss_mb": coldstart.get("peak_rss_mb"),
-        "gates": {"pass": verdicts.count("pass"), "fail": verdicts.count("fail"), "error": verdicts.count("error"),
-                  "skip": verdicts.count("skip")},
+        "gates": {v.value: verdicts.count(v) for v in (Verdict.PASS, Verdict.FAIL, Verdict.ERROR, Verdict.SKIP)},
         "first_failure": ({"gate": failures[0].gate, "reason": failures[0].message} if failures else None),
     }
 
 
 def recommend(summaries: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    ran = {name: s for name, s in summaries.items() if s["verdict"] not in ("not run", "skipped")}
+    ran = {name: s for name, s in summaries.items() if s["verdict"] not in (Verdict.NOT_RUN, Verdict.SKIP)}
     ranked = sorted(ran, key=lambda n: -(ran[n]["speedup_geomean"] or 0.0))
     timed = any(s["speedup_geomean"] for s in ran.values())
-    passing = [n for n in ranked if ran[n]["verdict"] == "pass"]
+    passing = [n for n in ranked if ran[n]["verdict"] == Verdict.PASS]
     if not passing:
         return {"ship": None, "reason": "no backend passed every gate", "rejected": _rejected(ranked, ran), "timed": timed}
     ship = passing[0]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import operator
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from embedgate.families import FAMILY_NAMES
@@ -64,6 +65,28 @@ def evaluate(name: str, value: float | None, threshold: float | None, op: str = 
     return Measurement(name, float(value), float(threshold), op, passed, reason, unit)
 
 
+class Verdict(StrEnum):
+    """The one spelling of each verdict: a gate's (report.json's tests, the verdict tables), a backend's (its
+    summary) and a release candidate's."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    ERROR = "error"  # the gate could not be judged: an exception, a setup or teardown failure
+    SKIP = "skip"  # skipped: nothing gated (measured only), not applicable, a missing extra; a backend: every gate
+    NOT_RUN = "not run"  # no gate ran: deselected, or a backend none of whose gates ran
+
+
+BAD = (Verdict.FAIL, Verdict.ERROR)
+_PYTEST_OUTCOMES = {"passed": Verdict.PASS, "failed": Verdict.FAIL, "skipped": Verdict.SKIP}
+
+
+def verdict_of(report) -> Verdict:
+    """A pytest TestReport's verdict: a failed setup or teardown is an error, the call's outcome is the gate's."""
+    if report.when != "call" and report.failed:
+        return Verdict.ERROR
+    return _PYTEST_OUTCOMES[report.outcome]
+
+
 @dataclass
 class TestRecord:
     """One test's result as the report sees it."""
@@ -72,7 +95,7 @@ class TestRecord:
     backend: str | None
     family: str  # one of embedgate/families.py's; anything else would be a verdict the report cannot place
     gate: str
-    outcome: str = "not run"  # passed, failed, error, skipped
+    verdict: Verdict = Verdict.NOT_RUN
     message: str = ""
     duration: float = 0.0
     measurements: list[Measurement] = field(default_factory=list)
@@ -83,10 +106,6 @@ class TestRecord:
     def __post_init__(self) -> None:
         if self.family not in FAMILY_NAMES:
             raise ValueError(f"{self.nodeid}: gate family {self.family!r} is not one of {', '.join(FAMILY_NAMES)}")
-
-    @property
-    def verdict(self) -> str:
-        return {"passed": "pass", "failed": "fail", "error": "error", "skipped": "skip"}.get(self.outcome, self.outcome)
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -12,6 +12,7 @@ import pytest
 from embedgate import EmbedgateError, UsageError
 from embedgate.environment import usable_cpus
 from embedgate.families import FAMILY_NAMES, GATE_FAMILIES
+from embedgate.gates import Verdict, verdict_of
 from embedgate.options import PATH_OPTIONS
 
 if TYPE_CHECKING:
@@ -132,12 +133,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     if record is None:
         return
     if report.when == "call" or report.outcome != "passed":
-        if report.when != "call" and report.failed:
-            state = "error"
-        else:
-            state = report.outcome
-        if record.outcome in ("not run", "passed") or state == "error":
-            record.outcome = state
+        verdict = verdict_of(report)
+        if record.verdict in (Verdict.NOT_RUN, Verdict.PASS) or verdict is Verdict.ERROR:
+            record.verdict = verdict
             record.duration += report.duration
             record.message = _one_line(report)
 

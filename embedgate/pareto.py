@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from embedgate.gates import Verdict
+
 
 def _kept(summary: dict[str, Any]) -> float | None:
     """The quality a backend keeps as the pareto plot shows it: MTEB's overall retention (the worst task's where
@@ -52,7 +54,7 @@ def draw_pareto(report: dict[str, Any]) -> tuple[Any, list[Any]]:
         fig.tight_layout()
         return fig, placed
     for _, s in points:
-        ok = s["verdict"] == "pass"
+        ok = s["verdict"] == Verdict.PASS
         ax.scatter(s["speedup_geomean"], 100 * (_kept(s) or 0.0), s=70, marker="o" if ok else "X",
                    color="#2a9d4b" if ok else "#d62828", zorder=3)
     ax.set_xscale("log")
@@ -66,7 +68,7 @@ def draw_pareto(report: dict[str, Any]) -> tuple[Any, list[Any]]:
     ax.set_ylabel("quality kept: MTEB retention vs torch-fp32, mean over task types (%)")
     ax.grid(True, which="both", alpha=0.3)
     rows = [f"{n:>2}  {name:<14} {s['speedup_geomean']:>6.2f}x {100 * (_kept(s) or 0.0):>6.1f}%  "
-            + ("pass" if s["verdict"] == "pass" else (s["first_failure"] or {}).get("gate", s["verdict"])
+            + (Verdict.PASS if s["verdict"] == Verdict.PASS else (s["first_failure"] or {}).get("gate", s["verdict"])
                .replace("latency/latency", "latency")
                .replace("fidelity/fidelity", "fidelity"))
             for n, (name, s) in enumerate(points, start=1)]

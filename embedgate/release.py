@@ -17,6 +17,7 @@ import numpy as np
 
 from embedgate.data import CorpusText
 from embedgate.fidelity import cosine_stats
+from embedgate.gates import BAD, Verdict
 
 SUFFIX = "-production"
 
@@ -72,13 +73,15 @@ def summary(records: list, production: dict[str, str], artifacts: dict[str, Any]
         mine = [r for r in records if r.backend == candidate and r.family == "release"]
         if not mine:
             continue
-        failed = [r for r in mine if r.verdict in ("fail", "error")]
+        failed = [r for r in mine if r.verdict in BAD]
         index = next((r for r in mine if r.gate == "release/index"), None)
         out[candidate] = {
             "production": prod, "production_path": str(artifacts.get(prod, "")),
-            "verdict": "fail" if failed else ("pass" if any(r.verdict == "pass" for r in mine) else "skipped"),
+            "verdict": Verdict.FAIL if failed else (Verdict.PASS if any(r.verdict == Verdict.PASS for r in mine)
+                                                    else Verdict.SKIP),
             "blocked_by": [{"gate": r.gate, "reason": r.message} for r in failed],
-            "index_compatible": None if index is None or index.verdict not in ("pass", "fail") else index.verdict == "pass",
+            "index_compatible": (None if index is None or index.verdict not in (Verdict.PASS, Verdict.FAIL)
+                                 else index.verdict == Verdict.PASS),
             "index": (index.result[2] if index is not None and index.result else None),
         }
     return out
@@ -95,7 +98,7 @@ def ship_line(candidate: str, entry: dict[str, Any]) -> str:
         stay = "the stored index can stay"
     else:
         stay = "index compatibility not measured"
-    if entry["verdict"] == "pass":
+    if entry["verdict"] == Verdict.PASS:
         return f"release: {candidate} may replace production ({entry['production_path']}): {stay}"
     blocks = "; ".join(f"{b['gate']}: {b['reason'][:160]}" for b in entry["blocked_by"]) or entry["verdict"]
     return f"release: {candidate} may not replace production yet: {blocks}; {stay}"

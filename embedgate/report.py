@@ -16,7 +16,7 @@ from typing import Any
 from embedgate import __version__
 from embedgate.decision import backend_summary, recommend, sections
 from embedgate.families import CORE_FAMILIES
-from embedgate.gates import TestRecord
+from embedgate.gates import TestRecord, Verdict
 from embedgate.release import summary as release_summary
 
 SCHEMA_VERSION = 3  # 3: MTEB aggregation (run.tasks, quality_types, summary retention per type and overall)
@@ -26,7 +26,7 @@ SCHEMA_FILE = Path(__file__).resolve().parent / "report.schema.json"  # what rep
 def build_report(session, config=None) -> dict[str, Any]:
     from embedgate.environment import environment_info
 
-    records = [r for r in session.records.values() if r.verdict != "not run"]  # deselected tests were never gates
+    records = [r for r in session.records.values() if r.verdict != Verdict.NOT_RUN]  # deselected: never gates
     ran_families = sorted({r.family for r in records})
     backends = {}
     for name in session.selected:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from embedgate.decision import BAD
+from embedgate.gates import BAD, Verdict
 from embedgate.release import ship_line
 from embedgate.scoring import VECTOR_CACHE
 
-VERDICT_ICONS = {"pass": "✅", "fail": "❌", "error": "💥"}
+VERDICT_ICONS = {Verdict.PASS: "✅", Verdict.FAIL: "❌", Verdict.ERROR: "💥"}
 
 
 def _x(value: float | None, digits: int = 2, suffix: str = "") -> str:

@@ -22,8 +22,10 @@ import tomllib
 from pathlib import Path
 
 from embedgate.families import FAMILY_NAMES
+from embedgate.gates import Verdict
 
-VERDICTS = ("pass", "fail", "skip", "any")
+ANY = "any"  # a table's entry for a gate too close to call on this machine: either verdict matches
+VERDICTS = (Verdict.PASS, Verdict.FAIL, Verdict.SKIP, ANY)  # what a table entry may say
 
 
 def is_latency(test: dict) -> bool:
@@ -78,19 +80,19 @@ def compare(report: dict, table: dict[str, dict[str, str]], margin: float,
         notes.append(f"not compared: {', '.join(ignore_families)} verdicts (--ignore-family); errors still count")
     for test in report["tests"]:
         ignored = test.get("family") in ignore_families or ("latency" in ignore_families and is_latency(test))
-        if ignored and test["verdict"] != "error":
+        if ignored and test["verdict"] != Verdict.ERROR:
             continue
         backend, gate, verdict = test["backend"], test["gate"], test["verdict"]
         expected, _ = expected_for(table, backend, gate)
         used_patterns.update((backend, pattern) for pattern, _ in matching_entries(table, backend, gate))
         where = f"{backend} {gate}"
-        if verdict == "error":
+        if verdict == Verdict.ERROR:
             problems.append(f"{where}: error: {test.get('message', '')}")
         elif expected is None:
             problems.append(f"{where}: {verdict}, but the table has no entry for it")
-        elif expected == "any" or verdict == expected:
+        elif expected == ANY or verdict == expected:
             continue
-        elif verdict == "skip" and backend in skippable:
+        elif verdict == Verdict.SKIP and backend in skippable:
             notes.append(f"{where}: skip (table: {expected}); {backend} may skip here (its input was not given)")
         elif is_latency(test) and within_margin(test, margin):
             notes.append(f"{where}: {verdict} (table: {expected}), within the {margin:.0%} latency margin: {test.get('message', '')}")
@@ -131,10 +133,10 @@ def suggest(report: dict, margin: float) -> str:
                 verdict = test["verdict"]
                 gated = [m for m in test.get("measurements", []) if m.get("threshold") is not None]
                 if is_latency(test) and within_margin(test, margin):
-                    verdict = "any"
+                    verdict = ANY
                 note = "; ".join(m["reason"] for m in gated) or test.get("message", "")
                 entries.append((test["gate"], verdict, note))
-            if len({verdict for _, verdict, _ in entries}) == 1 and entries[0][1] != "any":
+            if len({verdict for _, verdict, _ in entries}) == 1 and entries[0][1] != ANY:
                 lines.append(f'"{family}/*" = "{entries[0][1]}"  # {len(entries)} gates')
                 continue
             lines += [f'"{gate}" = "{verdict}"' + (f"  # {note[:150]}" if note else "") for gate, verdict, note in entries]

@@ -23,10 +23,11 @@ RUN = ("--baseline=torch-fp32", "--latency-buckets=query", "--latency-batch-size
 def pytest_outcomes(result: pytest.RunResult) -> dict[str, str]:
     """nodeid -> pass/fail/error/skip as pytest itself reported it (setup and teardown errors included)."""
     outcomes: dict[str, str] = {}
+    from embedgate.gates import verdict_of
+
     for report in result.reprec.getreports("pytest_runtest_logreport"):
         if report.when == "call" or report.outcome != "passed":
-            state = "error" if report.when != "call" and report.failed else report.outcome
-            state = {"passed": "pass", "failed": "fail", "skipped": "skip"}.get(state, state)
+            state = verdict_of(report)
             if outcomes.get(report.nodeid) in (None, "pass") or state == "error":
                 outcomes[report.nodeid] = state
     return outcomes
@@ -134,7 +135,7 @@ def test_partial_run_says_what_it_did_not_measure(suite, tiny_model, schema):
     assert not list(schema.iter_errors(report))
     assert report["run"]["families_run"] == ["fidelity"]
     assert report["run"]["families_not_run"] == ["contract", "quality", "latency"]
-    assert report["backends"]["torch-fp32"]["summary"]["verdict"] == "skipped", \
+    assert report["backends"]["torch-fp32"]["summary"]["verdict"] == "skip", \
         "a backend whose every gate was skipped has no verdict to ship on"
     assert report["recommendation"]["ship"] is None
     assert report["backends"]["noisy"]["latency"] == {}
@@ -155,7 +156,7 @@ def test_decision_rule():
         "torch-fp32": summary("pass", 0.6), "torch-int8": summary("pass", 1.0),
         "onnx-int8": summary("pass", 1.5), "gguf-q4_k_m": summary("fail", 2.4, "quality/task[stsb]"),
         "model2vec": summary("fail", 90.0, "quality/task[stsb]"), "broken": summary("error", None, "contract/x"),
-        "absent": summary("skipped", None),
+        "absent": summary("skip", None),
     }
     rec = recommend(summaries)
     assert rec["ship"] == "onnx-int8"
