@@ -119,9 +119,16 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             continue
         family = _family(item)
         rest = callspec.id.replace(backend, "", 1).strip("-").replace("--", "-")
-        name = getattr(item, "originalname", item.name)
-        gate = f"{family}/{name.removeprefix('test_')}" + (f"[{rest}]" if rest else "")
-        egsession.records[item.nodeid] = TestRecord(item.nodeid, backend, family, gate)
+        name = getattr(item, "originalname", item.name).removeprefix("test_")
+        egsession.records[item.nodeid] = TestRecord(item.nodeid, backend, family, gate_id(family, name, rest))
+
+
+def gate_id(family: str, name: str, params: str) -> str:
+    """FAMILY/NAME[PARAMS]; a test named as its family is that family's gate, named by its parameters alone
+    (fidelity/cosine-mean, latency/b1-query), so that no id says its family twice."""
+    if name == family and params:
+        return f"{family}/{params}"
+    return f"{family}/{name}" + (f"[{params}]" if params else "")
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -68,9 +68,7 @@ def draw_pareto(report: dict[str, Any]) -> tuple[Any, list[Any]]:
     ax.set_ylabel("quality kept: MTEB retention vs torch-fp32, mean over task types (%)")
     ax.grid(True, which="both", alpha=0.3)
     rows = [f"{n:>2}  {name:<14} {s['speedup_geomean']:>6.2f}x {100 * (_kept(s) or 0.0):>6.1f}%  "
-            + (Verdict.PASS if s["verdict"] == Verdict.PASS else (s["first_failure"] or {}).get("gate", s["verdict"])
-               .replace("latency/latency", "latency")
-               .replace("fidelity/fidelity", "fidelity"))
+            + (Verdict.PASS if s["verdict"] == Verdict.PASS else (s["first_failure"] or {}).get("gate", s["verdict"]))
             for n, (name, s) in enumerate(points, start=1)]
     key.text(0, 1, "\n".join([" #  backend        speedup   kept  verdict", *rows]), family="monospace",
              fontsize=8, va="top", ha="left", transform=key.transAxes)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import json
+import re
 import sys
 import tomllib
 from pathlib import Path
@@ -35,8 +36,13 @@ def is_latency(test: dict) -> bool:
     return test.get("family") == "latency" or str(test.get("gate", "")).startswith("release/latency")
 
 
+# a gate id of an older embedgate, FAMILY/FAMILY[PARAMS]: now FAMILY/PARAMS (embedgate.hooks.gate_id)
+OLD_GATE_ID = re.compile(r"^(?P<family>[a-z_]+)/(?P=family)\[(?P<params>.*)\]$")
+
+
 def load_table(path: Path) -> dict[str, dict[str, str]]:
-    """The verdict table; ValueError with one line when it cannot be read or an entry is not a verdict."""
+    """The verdict table; ValueError with one line when it cannot be read, an entry is not a verdict, or a gate
+    is named by an older id (the line says the new one)."""
     try:
         table = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
@@ -45,6 +51,10 @@ def load_table(path: Path) -> dict[str, dict[str, str]]:
         if not isinstance(gates, dict):
             raise ValueError(f"{path}: [{backend}] must be a table of gate = verdict")
         for gate, verdict in gates.items():
+            old = OLD_GATE_ID.match(gate)
+            if old:
+                raise ValueError(f"{path}: [{backend}] {gate}: gate ids changed, {gate} is now "
+                                 f"{old['family']}/{old['params']} (FAMILY/FAMILY[X] is FAMILY/X)")
             if verdict not in VERDICTS:
                 raise ValueError(f"{path}: [{backend}] {gate} = {verdict!r}: expected one of {', '.join(VERDICTS)}")
     return table

@@ -14,15 +14,15 @@ def test_speedup_gates(suite, tiny_model):
     verdicts = suite.verdicts()
     assert result.ret == 1
     for bucket in ("query", "long"):
-        gate = f"latency/latency[b1-{bucket}]"
+        gate = f"latency/b1-{bucket}"
         assert verdicts[("slow-3x", gate)] == "fail", f"3x slower must fail min_speedup 0.6 ({bucket})"
         assert verdicts[("plain", gate)] == "pass", f"as fast as the baseline must pass min_speedup 0.6 ({bucket})"
         assert verdicts[("cached", gate)] == "fail", f"a cached backend must be flagged ({bucket})"
         assert verdicts[("torch-fp32", gate)] == "skip", "the baseline is not compared with itself"
     tests = {(t["backend"], t["gate"]): t for t in suite.report()["tests"]}
-    slow = tests[("slow-3x", "latency/latency[b1-query]")]["measurements"][0]
+    slow = tests[("slow-3x", "latency/b1-query")]["measurements"][0]
     assert 0.15 < slow["value"] < 0.6, f"3x the work should measure about 0.33x: {slow}"
-    cached = tests[("cached", "latency/latency[b1-query]")]
+    cached = tests[("cached", "latency/b1-query")]
     assert any(m["name"] == "plausible-speedup" and m["passed"] is False for m in cached["measurements"]), cached
 
 
@@ -34,7 +34,7 @@ def test_speedups_compare_each_runtime_in_its_steady_state(suite, tiny_model):
     suite.run_in_subprocess(f"--model={tiny_model}", "--backends=twin,spinner", *LATENCY_RUN, "--latency-buckets=query",
                             "--latency-budget=1", "--threads=1")  # one thread for the whole process: its own
     tests = {(t["backend"], t["gate"]): t for t in suite.report()["tests"]}
-    gate = "latency/latency[b1-query]"
+    gate = "latency/b1-query"
     twin = tests[("twin", gate)]
     speedup = twin["measurements"][0]["value"]
     assert 0.9 <= speedup <= 1.1, f"the baseline's own twin must measure 1.0 +- 10%: {speedup:.3f} ({twin['details']})"

@@ -19,7 +19,7 @@ def test_degraded_backends_fail_fidelity(suite, tiny_model):
     }
     for backend, metrics in must_fail.items():
         mine = {gate: v for (b, gate), v in verdicts.items() if b == backend}
-        failing = {gate.split("[")[1].rstrip("]") for gate, v in mine.items() if v == "fail"}
+        failing = {gate.removeprefix("fidelity/") for gate, v in mine.items() if v == "fail"}
         assert metrics <= failing, f"{backend} should fail {sorted(metrics)}, fails {sorted(failing)}: {mine}"
     # an unchanged pipeline passes every fidelity gate; the reference is not compared with itself
     plain = {gate: v for (b, gate), v in verdicts.items() if b == "plain"}
@@ -33,7 +33,7 @@ def test_degraded_backends_fail_fidelity(suite, tiny_model):
 def test_measured_values_and_reasons_are_recorded(suite, tiny_model):
     suite.run(f"--model={tiny_model}", "-m", "fidelity", "--backends=noisy")
     gates = {t["gate"]: t for t in suite.report()["tests"] if t["backend"] == "noisy"}
-    measurement = gates["fidelity/fidelity[cosine-mean]"]["measurements"][0]
+    measurement = gates["fidelity/cosine-mean"]["measurements"][0]
     assert measurement["threshold"] == 0.99
     assert measurement["passed"] is False
     assert 0.0 < measurement["value"] < 0.99
@@ -45,7 +45,7 @@ def test_threshold_override_changes_the_verdict(suite, tiny_model):
     """The same measurement passes once the threshold is lowered on the command line: thresholds are data."""
     suite.run(f"--model={tiny_model}", "-m", "fidelity", "--backends=noisy", "-k", "cosine-mean",
               "--threshold=backend.noisy.fidelity.cosine_mean_min=0.2")
-    assert suite.verdicts()[("noisy", "fidelity/fidelity[cosine-mean]")] == "pass"
+    assert suite.verdicts()[("noisy", "fidelity/cosine-mean")] == "pass"
 
 
 @pytest.mark.parametrize(("degraded", "expected"), [("retention-90", "fail"), ("slight-noise", "pass")])

@@ -40,3 +40,34 @@ def test_the_runtime_scope_applies(tmp_path):
     thresholds = load_thresholds(path, scopes=SCOPES)
     assert thresholds.for_backend("gguf-q8_0", "gguf")["contract"]["batch_min_cosine"] == 0.998
     assert "batch_min_cosine" not in thresholds.for_backend("torch-fp32", "torch")["contract"]
+
+
+def test_a_verdict_table_with_old_gate_ids_names_the_new_ones(tmp_path):
+    from embedgate.verdicts import load_table
+
+    path = tmp_path / "table.toml"
+    path.write_text('[onnx-int8]\n"latency/latency[b1-query]" = "pass"\n')
+    with pytest.raises(ValueError, match=r"latency/latency\[b1-query\] is now latency/b1-query") as caught:
+        load_table(path)
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("family", "name", "params", "gate"), [
+    ("fidelity", "fidelity", "cosine-mean", "fidelity/cosine-mean"),
+    ("latency", "latency", "b1-query", "latency/b1-query"),
+    ("latency", "cold_start", "", "latency/cold_start"),
+    ("quality", "task", "stsb", "quality/task[stsb]"),
+    ("release", "latency", "b1-query", "release/latency[b1-query]"),
+])
+def test_gate_ids_say_their_family_once(family, name, params, gate):
+    from embedgate.hooks import gate_id
+
+    assert gate_id(family, name, params) == gate
+
+
+def test_the_expected_verdict_tables_use_the_current_gate_ids():
+    from embedgate.verdicts import load_table
+    from selftests.conftest import PROJECT
+
+    for path in sorted((PROJECT / "fixtures" / "expected_verdicts").glob("*.toml")):
+        assert load_table(path), path

@@ -69,7 +69,7 @@ def test_truncated_run_gates_and_reports_n_dims(suite, tiny_model):
     for gate in ("contract/shape_and_dtype", "contract/unit_norm"):
         assert verdicts[("torch-fp32", gate)] == verdicts[("plain", gate)] == "pass", gate
         assert verdicts[("broken-norm", gate)] == "fail", gate
-    assert verdicts[("plain", "fidelity/fidelity[cosine-mean]")] == "pass"
+    assert verdicts[("plain", "fidelity/cosine-mean")] == "pass"
     assert result.ret == 1
     markdown = (suite.pytester.path / "reports" / "report.md").read_text()
     assert "(16 dims, vectors truncated to 8 of 16 dims, max" in markdown
