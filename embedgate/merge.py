@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from embedgate import UsageError
+from embedgate.schema import check_schema
 
 
 def shard_spec(value: str) -> tuple[int, int]:
@@ -92,6 +93,11 @@ def main(argv: list[str] | None = None) -> int:
             reports.append(json.loads(path.read_text(encoding="utf-8")))
         except (OSError, ValueError) as exc:
             print(f"embedgate merge: cannot read {path}: {exc}", file=sys.stderr)
+            return 2
+        try:
+            check_schema(reports[-1], path)
+        except ValueError as exc:
+            print(f"embedgate merge: {exc}", file=sys.stderr)
             return 2
     try:
         report = merge(reports)

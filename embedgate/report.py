@@ -18,9 +18,7 @@ from embedgate.decision import backend_summary, recommend, sections
 from embedgate.families import CORE_FAMILIES
 from embedgate.gates import TestRecord, Verdict
 from embedgate.release import summary as release_summary
-
-SCHEMA_VERSION = 3  # 3: MTEB aggregation (run.tasks, quality_types, summary retention per type and overall)
-SCHEMA_FILE = Path(__file__).resolve().parent / "report.schema.json"  # what report.json promises; the self-tests hold it to it
+from embedgate.schema import SCHEMA_VERSION
 
 
 def build_report(session, config=None) -> dict[str, Any]:

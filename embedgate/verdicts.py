@@ -24,6 +24,7 @@ from pathlib import Path
 
 from embedgate.families import FAMILY_NAMES
 from embedgate.gates import Verdict
+from embedgate.schema import check_schema
 
 ANY = "any"  # a table's entry for a gate too close to call on this machine: either verdict matches
 VERDICTS = (Verdict.PASS, Verdict.FAIL, Verdict.SKIP, ANY)  # what a table entry may say
@@ -184,6 +185,11 @@ def main(argv: list[str] | None = None) -> int:
         report = json.loads(args.report.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         print(f"embedgate verdicts: cannot read {args.report}: {exc}")
+        return 2
+    try:
+        check_schema(report, args.report)
+    except ValueError as exc:
+        print(f"embedgate verdicts: {exc}")
         return 2
     if args.suggest:
         print(suggest(report, args.latency_margin), end="")

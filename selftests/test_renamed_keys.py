@@ -71,3 +71,23 @@ def test_the_expected_verdict_tables_use_the_current_gate_ids():
 
     for path in sorted((PROJECT / "fixtures" / "expected_verdicts").glob("*.toml")):
         assert load_table(path), path
+
+
+@pytest.mark.parametrize("tool", ["verdicts", "merge"])
+def test_a_report_of_an_older_schema_is_one_line_and_exit_2(tmp_path, capsys, tool):
+    import json
+
+    from embedgate.__main__ import main
+    from embedgate.schema import SCHEMA_VERSION
+
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"schema_version": SCHEMA_VERSION - 1, "tests": [], "backends": {}}))
+    table = tmp_path / "table.toml"
+    table.write_text("")
+    args = [str(report), str(table)] if tool == "verdicts" else ["--out", str(tmp_path / "out"), str(report)]
+    assert main([tool, *args]) == 2
+    out = capsys.readouterr()
+    lines = (out.out + out.err).strip().splitlines()
+    assert len(lines) == 1, lines
+    assert f"schema {SCHEMA_VERSION - 1}; this embedgate reads schema {SCHEMA_VERSION}" in lines[0], lines
+    assert "re-run" in lines[0], lines

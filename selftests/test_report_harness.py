@@ -10,7 +10,7 @@ import pytest
 
 from embedgate.decision import recommend
 from embedgate.families import FAMILY_NAMES
-from embedgate.report import SCHEMA_FILE
+from embedgate.schema import SCHEMA_FILE
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # baseline torch-fp32, so speedups are ratios of the same tiny model's work measured in the same run; a budget of

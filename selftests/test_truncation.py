@@ -53,7 +53,7 @@ def test_truncated_run_gates_and_reports_n_dims(suite, tiny_model):
     (broken-norm) at 8 of 16 dims: the contract passes for the first two and still fails the third; fidelity
     compares 8 dims with 8 dims; report.json and report.md say so."""
     jsonschema = pytest.importorskip("jsonschema")
-    from embedgate.report import SCHEMA_FILE
+    from embedgate.schema import SCHEMA_FILE
 
     result = suite.run(f"--model={tiny_model}", "-m", "contract or fidelity", "--truncate-dim=8",
                        "--backends=torch-fp32,plain,broken-norm",

@@ -7,6 +7,7 @@ import tomllib
 
 import pytest
 
+from embedgate.schema import SCHEMA_VERSION
 from embedgate.verdicts import compare, main, suggest
 
 pytestmark = pytest.mark.fast
@@ -20,7 +21,7 @@ def gate(backend, name, verdict, family=None, value=None, threshold=None, messag
 
 
 REPORT = {
-    "model": {"name": "m"}, "generated_at": "now", "backends": {"a": {}, "b": {}},
+    "schema_version": SCHEMA_VERSION, "model": {"name": "m"}, "generated_at": "now", "backends": {"a": {}, "b": {}},
     "tests": [
         gate("a", "contract/unit_norm", "pass"),
         gate("a", "quality/task[stsb]", "fail", message="retention 0.80 < 0.95"),
