@@ -19,11 +19,12 @@ needs only the standard library: ``PYTHONPATH=. python3 -m embedgate.benchstore 
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from embedgate.environment import usable_cpus
 
 if TYPE_CHECKING:  # pytest is imported where it is used: `python -m embedgate.benchstore slug` needs the stdlib only
     import pytest
@@ -38,13 +39,6 @@ def cpu_model() -> str:
     from embedgate.environment import cpu_info
 
     return cpu_info()["model"] or "unknown-cpu"
-
-
-def usable_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def machine_slug(threads: int | None = None, model: str | None = None) -> str:
@@ -104,7 +98,6 @@ def pytest_configure(config: pytest.Config) -> None:
     storage = config.option.benchmark_storage or DEFAULT_STORAGE
     if split_storage(storage) is None:
         return  # elasticsearch: its documents carry machine_info; nothing to file
-    from embedgate.environment import usable_cpus
     from embedgate.hooks import SESSION_KEY
 
     session = config.stash.get(SESSION_KEY, None)

@@ -36,7 +36,7 @@ def peak_rss_kb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # not Linux: no such carry-over to avoid
 
 
-def measure(model_path: Path, backend_name: str, cache_dir: Path, threads: int, artifact: Path | None,
+def measure_cold_start(model_path: Path, backend_name: str, cache_dir: Path, threads: int, artifact: Path | None,
             options: BuildOptions | None = None) -> dict:
     started = time.perf_counter()
     from embedgate.cache import ArtifactCache
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     from embedgate.protocol import BuildOptions
 
     options = BuildOptions(distill_corpus=args.distill_corpus, data_dir=args.data_dir)
-    print(json.dumps(measure(args.model, args.backend, args.cache, args.threads, args.artifact, options)))
+    print(json.dumps(measure_cold_start(args.model, args.backend, args.cache, args.threads, args.artifact, options)))
     return 0
 
 

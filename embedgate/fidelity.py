@@ -53,7 +53,7 @@ METRICS: dict[str, Metric] = {metric.name: metric for metric in (
 # user text as characters where the HF tokenizer matches the special token. They are gated as deployed, not
 # repaired (measured per text and backend: docs/design/backends.md).
 @cache
-def hostile_texts() -> list[CorpusText]:
+def hostile_corpus() -> list[CorpusText]:
     """fixtures/hostile.jsonl: long URLs, hashes, base64, literal special-token strings, a 100,000-character text.
 
     A row with "repeat_to_chars" is its text repeated to that many characters (kept short in the file)."""
@@ -70,7 +70,7 @@ def hostile_texts() -> list[CorpusText]:
 
 def gated_corpus() -> list[CorpusText]:
     """What the fidelity gates compare: the fixture corpus and the hostile texts."""
-    return fidelity_corpus() + hostile_texts()
+    return fidelity_corpus() + hostile_corpus()
 
 
 def encode_corpus(backend, corpus: Sequence[CorpusText], batch_size: int = 16) -> np.ndarray:
@@ -101,7 +101,7 @@ def cosine_stats(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
             "worst_text_index": int(np.argmin(cos))}
 
 
-def compare(candidate: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+def fidelity_metrics(candidate: np.ndarray, reference: np.ndarray) -> dict[str, float]:
     """Every metric of METRICS, and the index of the text whose cosine is worst."""
     from scipy.stats import spearmanr
 

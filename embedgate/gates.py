@@ -50,7 +50,7 @@ def _fmt(value: float | None) -> str:
     return f"{value:.4f}"
 
 
-def evaluate(name: str, value: float | None, threshold: float | None, op: str = ">=", *,
+def judge(name: str, value: float | None, threshold: float | None, op: str = ">=", *,
              unit: str = "", what: str = "") -> Measurement:
     """Compare a value with its threshold; a None threshold means measured but not gated."""
     label = f"{name} {_fmt(value)}{unit}"
@@ -124,7 +124,7 @@ class GateRecorder:
 
     def measure(self, name: str, value: float | None, threshold: float | None, op: str = ">=", *,
                 unit: str = "", what: str = "") -> Measurement:
-        measurement = evaluate(name, value, threshold, op, unit=unit, what=what)
+        measurement = judge(name, value, threshold, op, unit=unit, what=what)
         self.record.measurements.append(measurement)
         return measurement
 

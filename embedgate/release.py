@@ -56,7 +56,7 @@ def retrieval_corpus(task_data: dict[str, Any]) -> list[CorpusText]:
     return texts
 
 
-def cosines(candidate: np.ndarray, production: np.ndarray) -> dict[str, float]:
+def index_cosines(candidate: np.ndarray, production: np.ndarray) -> dict[str, float]:
     """The index compatibility's cosines: the candidate's and production's vectors of the same texts."""
     if candidate.shape != production.shape:
         raise ValueError(f"the candidate's vectors {candidate.shape} and production's {production.shape} differ in shape")

@@ -35,7 +35,7 @@ def build_report(session, config=None) -> dict[str, Any]:
         backends[name] = {
             "runtime": spec.runtime, "description": spec.description,
             "shares_reference_space": spec.shares_reference_space,
-            "artifact": _metadata(loaded, session.model.content_hash),
+            "artifact": _artifact_entry(loaded, session.model.content_hash),
             "dimension": getattr(loaded, "dimension", None),  # what the gates saw: N under --truncate-dim=N
             "runtime_dimension": getattr(loaded, "runtime_dimension", getattr(loaded, "dimension", None)),
             "load_error": str(getattr(loaded, "error", "")) or None,
@@ -117,7 +117,7 @@ def tasks_not_run(session) -> dict[str, str]:
     return out
 
 
-def _metadata(loaded, model_sha256: str) -> dict[str, Any] | None:
+def _artifact_entry(loaded, model_sha256: str) -> dict[str, Any] | None:
     metadata = getattr(loaded, "metadata", None)
     if metadata is None:
         return None

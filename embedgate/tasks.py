@@ -100,7 +100,7 @@ def is_real(name: str) -> bool:
     return name not in TASKS or TASKS[name].real
 
 
-def _metadata(name: str, task_type: TaskType, main_score: str, description: str):
+def _task_metadata(name: str, task_type: TaskType, main_score: str, description: str):
     from mteb.abstasks.task_metadata import TaskMetadata
 
     return TaskMetadata(
@@ -119,7 +119,7 @@ def mteb_task(spec: TaskSpec, data: TaskData):
         self.dataset = dataset
         self.data_loaded = True
 
-    metadata = _metadata(spec.name, spec.task_type, spec.main_score, spec.description)  # type: ignore[arg-type]
+    metadata = _task_metadata(spec.name, spec.task_type, spec.main_score, spec.description)  # type: ignore[arg-type]
     cls = type(f"Local{spec.task_type}", (base,), {"metadata": metadata, "load_data": load_data, **extra})
     return cls()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from embedgate.gates import evaluate
+from embedgate.gates import judge
 
 pytestmark = pytest.mark.fast
 
@@ -18,6 +18,6 @@ pytestmark = pytest.mark.fast
     (("cosine-mean", None, 0.99), False, "cosine-mean n/a: nothing to compare with >= 0.99"),
 ], ids=["fails", "passes", "int-threshold", "off", "nan", "missing"])
 def test_evaluate(args, passed, reason):
-    measurement = evaluate(*args)
+    measurement = judge(*args)
     assert measurement.passed is passed, measurement
     assert measurement.reason == reason, measurement.reason

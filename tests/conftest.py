@@ -22,9 +22,9 @@ MIXED_TEXTS = [
 def hostile_texts() -> list[str]:
     """fixtures/hostile.jsonl, the fidelity corpus's texts that prose lacks (URLs, hashes, literal "[SEP]",
     a 100,000-character text): every backend must embed them, truncated, without an error."""
-    from embedgate.fidelity import hostile_texts as load
+    from embedgate.fidelity import hostile_corpus
 
-    return [text.text for text in load()]
+    return [text.text for text in hostile_corpus()]
 
 
 @pytest.fixture(scope="session")

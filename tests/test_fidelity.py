@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from embedgate.fidelity import METRICS, compare, encode_corpus, gated_corpus
+from embedgate.fidelity import METRICS, encode_corpus, fidelity_metrics, gated_corpus
 from embedgate.registry import REFERENCE
 
 pytestmark = pytest.mark.fidelity
@@ -29,7 +29,7 @@ def test_fidelity(backend, reference, egsession, thresholds, gate, metric):
     corpus = gated_corpus()
     ref_vectors = egsession.memoize(("corpus-vectors", REFERENCE), lambda: encode_corpus(reference, corpus))
     metrics = egsession.memoize(
-        ("fidelity", backend.name), lambda: compare(encode_corpus(backend, corpus), ref_vectors))
+        ("fidelity", backend.name), lambda: fidelity_metrics(encode_corpus(backend, corpus), ref_vectors))
     gate.result("fidelity", {**{k: v for k, v in metrics.items() if k in METRICS}, "texts": len(corpus)})
     worst = corpus[metrics["worst_text_index"]]
     gate.detail(texts=len(corpus), worst_text=f"{worst.id} ({worst.kind}, {worst.role})")

@@ -17,10 +17,10 @@ import statistics
 
 import pytest
 
-from embedgate.fidelity import METRICS, compare, encode_corpus, gated_corpus
+from embedgate.fidelity import METRICS, encode_corpus, fidelity_metrics, gated_corpus
 from embedgate.latency import case_batches, time_blocks
 from embedgate.registry import REFERENCE
-from embedgate.release import CrossBackend, cosines, retrieval_corpus
+from embedgate.release import CrossBackend, index_cosines, retrieval_corpus
 from embedgate.scoring import score_task, session_task_score
 from embedgate.tasks import builtin_data, task_names, task_type
 
@@ -54,7 +54,7 @@ def test_fidelity(candidate, production, reference, egsession, gate, metric):
         gate.enforce()
     corpus = gated_corpus()
     ref_vectors = egsession.memoize(("corpus-vectors", REFERENCE), lambda: encode_corpus(reference, corpus))
-    mine, theirs = (egsession.memoize(("fidelity", side.name), lambda side=side: compare(encode_corpus(side, corpus), ref_vectors))
+    mine, theirs = (egsession.memoize(("fidelity", side.name), lambda side=side: fidelity_metrics(encode_corpus(side, corpus), ref_vectors))
                     for side in (candidate, production))
     gate.result("release", key=f"fidelity:{metric}", values={"candidate": mine[metric], "production": theirs[metric]})
     max_drop = _limits(egsession, candidate).get("max_fidelity_drop")
@@ -94,7 +94,7 @@ def test_index(candidate, production, egsession, gate):
         except (KeyError, OSError, ValueError):
             continue  # an mteb task of its own (--mteb-tasks): it still counts in the cross-retrieval scores below
     corpus = gated_corpus() + retrieval_corpus(data)
-    measured = cosines(encode_corpus(candidate, corpus), encode_corpus(production, corpus))
+    measured = index_cosines(encode_corpus(candidate, corpus), encode_corpus(production, corpus))
     model_hash = egsession.model.content_hash
     cross: dict[str, float] = {}
     for name in retrieval:
