@@ -92,7 +92,8 @@ class BuildOptions:
     A build whose artifact depends on one puts it in its cache key (model2vec-tuned: its corpus)."""
 
     distill_corpus: Path | None = None  # --distill-corpus: model2vec-tuned's corpus, one text a line
-    data_dir: Path | None = None  # --data-dir: model2vec-tuned falls back to STS-B train+dev under it
+    calibration_corpus: Path | None = None  # --calibration-corpus: the static INT8 builds' calibration text
+    data_dir: Path | None = None  # --data-dir: both corpora fall back to STS-B train+dev under it
     probe: bool = True  # GGUF: embed one text at the file's context length in a subprocess after loading
 
 
@@ -157,6 +158,10 @@ _BUILTIN = (
     BackendSpec("onnx-int8", "onnx", "onnx", True, "backends.onnx_runtime:load_int8",
                 "the ONNX graph with onnxruntime dynamic INT8 quantization of its MatMuls",
                 requires=("onnxruntime", "transformers"), compute="int8"),
+    BackendSpec("onnx-int8-static", "onnx", "onnx", True, "backends.onnx_runtime:load_int8_static",
+                "the ONNX graph with onnxruntime static INT8 (QDQ): SmoothQuant-migrated, activation scales calibrated "
+                "on --calibration-corpus (else STS-B train+dev), FFN down projections as 8-bit MatMulNBits",
+                requires=("onnxruntime", "transformers"), compute="int8"),
     BackendSpec("onnx-q8w", "onnx", "onnx", True, "backends.onnx_runtime:load_q8w",
                 "the ONNX graph with 8-bit weight-only MatMulNBits (blocks of 32, int8 compute) and 8-bit embeddings",
                 requires=("onnxruntime", "transformers"), compute="int8"),
@@ -169,6 +174,10 @@ _BUILTIN = (
     BackendSpec("openvino-int8", "openvino", "openvino", True, "backends.openvino_runtime:load_int8",
                 "OpenVINO IR with NNCF INT8 weight compression and the CPU plugin's dynamic activation quantization",
                 requires=("openvino", "nncf", "transformers"), compute="int8"),
+    BackendSpec("openvino-int8-static", "openvino", "openvino", True, "backends.openvino_runtime:load_int8_static",
+                "OpenVINO IR quantized by NNCF post-training quantization (transformer mode), activations calibrated "
+                "on --calibration-corpus (else STS-B train+dev)", requires=("openvino", "nncf", "transformers"),
+                compute="int8"),
     BackendSpec("gguf-f16", "gguf", "gguf", True, "backends.gguf:load_f16",
                 "llama.cpp GGUF in f16 through llama-cpp-python", requires=("llama_cpp",)),
     BackendSpec("gguf-q8_0", "gguf", "gguf", True, "backends.gguf:load_q8_0",

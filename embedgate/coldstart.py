@@ -1,7 +1,7 @@
 """Cold start: what a container restart pays, measured in a fresh process.
 
     python -m embedgate.coldstart --model DIR --backend NAME --cache DIR --threads N [--artifact PATH]
-        [--distill-corpus FILE] [--data-dir DIR]
+        [--distill-corpus FILE] [--calibration-corpus FILE] [--data-dir DIR]
 
 Prints one JSON line: seconds to import the runtime, seconds to load the (already built) artifact, seconds of
 the first encode, and the process's peak resident memory after it.
@@ -76,11 +76,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--artifact", type=Path, default=None)
     # the run's corpus options: model2vec-tuned's cached artifact is keyed on its corpus
     parser.add_argument("--distill-corpus", type=Path, default=None)
+    parser.add_argument("--calibration-corpus", type=Path, default=None)
     parser.add_argument("--data-dir", type=Path, default=None)
     args = parser.parse_args(argv)
     from backends import BuildOptions
 
-    options = BuildOptions(distill_corpus=args.distill_corpus, data_dir=args.data_dir)
+    options = BuildOptions(distill_corpus=args.distill_corpus, calibration_corpus=args.calibration_corpus,
+                           data_dir=args.data_dir)
     print(json.dumps(measure(args.model, args.backend, args.cache, args.threads, args.artifact, options)))
     return 0
 

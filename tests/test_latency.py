@@ -83,8 +83,9 @@ def test_cold_start(backend, egsession, thresholds, gate):
                "--backend", backend.name, "--cache", str(egsession.cache.root), "--threads", str(egsession.threads)]
     if backend.name in egsession.artifacts:
         command += ["--artifact", str(egsession.artifacts[backend.name])]
-    build = egsession.options.build  # model2vec-tuned's corpus decides its cached artifact
-    for option, value in (("--distill-corpus", build.distill_corpus), ("--data-dir", build.data_dir)):
+    build = egsession.options.build  # the corpora decide model2vec-tuned's and the static builds' cached artifacts
+    for option, value in (("--distill-corpus", build.distill_corpus), ("--calibration-corpus", build.calibration_corpus),
+                          ("--data-dir", build.data_dir)):
         if value:
             command += [option, str(value)]
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
