@@ -228,8 +228,8 @@ def build_nbits(ctx: BuildContext, bits: int) -> tuple[CachedArtifact, float]:
 def build_int8_static(ctx: BuildContext) -> tuple[CachedArtifact, float]:
     from backends import static_int8
 
+    chosen, texts, left_out = static_int8.corpus(ctx, "onnx-int8-static")  # refused or skipped before any build
     fp32 = build_fp32(ctx)
-    chosen, texts, left_out = static_int8.corpus(ctx, "onnx-int8-static")
     calibration = static_int8.corpus_manifest(chosen, left_out)
     key = cache_key(source=fp32.manifest["files"]["model.onnx"]["sha256"], backend="onnx-int8-static",
                     params=static_int8.ONNX_STATIC_PARAMS, corpus=calibration, versions=_versions())
@@ -356,7 +356,7 @@ def load_fp32(ctx: BuildContext) -> OnnxBackend:
 def load_int8(ctx: BuildContext) -> OnnxBackend:
     # DynamicQuantizeLinear: one activation scale per tensor (see _base)
     backend = _load("onnx-int8", ctx, build_int8, one_text_per_call=True)
-    backend.metadata.params["batching"] = "one text per call (per-tensor activation scales)"
+    backend.metadata.params["batching"] = "one text per call (per-tensor activation scales measured at run time)"
     return backend
 
 

@@ -59,8 +59,8 @@ def _convert(onnx_file: Path, out_dir: Path, int8: bool) -> None:
 def build_static(ctx: BuildContext) -> tuple[CachedArtifact, float]:
     from backends import static_int8
 
+    chosen, texts, left_out = static_int8.corpus(ctx, "openvino-int8-static")  # refused or skipped before any build
     fp32 = build_fp32(ctx)
-    chosen, texts, left_out = static_int8.corpus(ctx, "openvino-int8-static")
     calibration = static_int8.corpus_manifest(chosen, left_out)
     key = cache_key(source=fp32.manifest["files"]["model.onnx"]["sha256"], backend="openvino-int8-static",
                     params=static_int8.OPENVINO_STATIC_PARAMS, corpus=calibration, versions=_versions())

@@ -34,7 +34,8 @@ CALIBRATION = {"sentences": 256, "paragraphs": 16, "sentences_per_paragraph": 12
 ONNX_STATIC_PARAMS: dict[str, Any] = {
     "quantizer": "onnxruntime.quantization.quantize_static", "format": "QDQ", "weights": "QInt8 per channel",
     "activations": "QUInt8 per tensor", "calibrate_method": "MinMax", "matmul_outputs": "float (MatMulIntegerToFloat)",
-    "smoothquant_alpha": 0.8, "ffn_down": "MatMulNBits 8-bit, blocks of 32, accuracy_level 4",
+    "smoothquant_alpha": 0.8,
+    "ffn_down": "inputs wider than the hidden size: MatMulNBits 8-bit, blocks of 32, accuracy_level 4",
     "fused": ["SimplifiedLayerNormalization"], "calibration": CALIBRATION,
 }
 OPENVINO_STATIC_PARAMS: dict[str, Any] = {
@@ -124,11 +125,13 @@ def _channel_maxima(model, tensors: list[str], batches: list[dict[str, np.ndarra
     return maxima
 
 
-def _is_ffn_down(model, activation: str) -> bool:
-    """The activation is an elementwise product (GELU's x * Phi(x), a gated FFN's act(gate) * up): the FFN's down
-    projection, the input whose per-tensor range its outlier channels dominate."""
-    producer = next((node for node in model.graph.node if activation in node.output), None)
-    return producer is not None and producer.op_type == "Mul"
+def _ffn_down(groups: dict[str, list], initializers: dict[str, Any]) -> set[str]:
+    """The activations wider than the model's hidden size (the narrowest weight input): the FFN's down projection,
+    whose input, the activation function's product, carries the outlier channels a per-tensor scale cannot hold.
+    (Not "produced by a Mul": an exported RMSNorm ends in one too.)"""
+    width = {activation: int(initializers[nodes[0].input[1]].dims[0]) for activation, nodes in groups.items()}
+    hidden = min(width.values())
+    return {activation for activation, k in width.items() if k > hidden}
 
 
 def _smooth(model, groups: dict[str, list], initializers: dict[str, Any], maxima: dict[str, np.ndarray],
@@ -166,7 +169,7 @@ def quantize_onnx(fp32_file: Path, out_dir: Path, batches: list[dict[str, np.nda
     groups, initializers = _weight_matmuls(model)
     if not groups:
         raise EmbedgateError(f"{fp32_file}: no MatMul with a constant weight to quantize")
-    down = {a for a in groups if _is_ffn_down(model, a)}
+    down = _ffn_down(groups, initializers)
     static = {a: nodes for a, nodes in groups.items() if a not in down}
     log(f"embedgate: calibrating: per-channel maxima of {len(static)} activations over {len(batches)} texts")
     _smooth(model, static, initializers, _channel_maxima(model, list(static), batches), ONNX_STATIC_PARAMS["smoothquant_alpha"])
