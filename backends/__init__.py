@@ -41,6 +41,10 @@ _BUILTIN = (
     BackendSpec("onnx-int8", "onnx", "onnx", True, "backends.onnx_runtime:load_int8",
                 "the ONNX graph with onnxruntime dynamic INT8 quantization of its MatMuls",
                 requires=("onnxruntime", "transformers"), compute="int8"),
+    BackendSpec("onnx-int8-static", "onnx", "onnx", True, "backends.onnx_runtime:load_int8_static",
+                "the ONNX graph with onnxruntime static INT8 (QDQ): SmoothQuant-migrated, activation scales calibrated "
+                "on --calibration-corpus (else STS-B train+dev), FFN down projections as 8-bit MatMulNBits",
+                requires=("onnxruntime", "transformers"), compute="int8"),
     BackendSpec("onnx-q8w", "onnx", "onnx", True, "backends.onnx_runtime:load_q8w",
                 "the ONNX graph with 8-bit weight-only MatMulNBits (blocks of 32, int8 compute) and 8-bit embeddings",
                 requires=("onnxruntime", "transformers"), compute="int8"),
@@ -53,6 +57,10 @@ _BUILTIN = (
     BackendSpec("openvino-int8", "openvino", "openvino", True, "backends.openvino_runtime:load_int8",
                 "OpenVINO IR with NNCF INT8 weight compression and the CPU plugin's dynamic activation quantization",
                 requires=("openvino", "nncf", "transformers"), compute="int8"),
+    BackendSpec("openvino-int8-static", "openvino", "openvino", True, "backends.openvino_runtime:load_int8_static",
+                "OpenVINO IR quantized by NNCF post-training quantization (transformer mode), activations calibrated "
+                "on --calibration-corpus (else STS-B train+dev)", requires=("openvino", "nncf", "transformers"),
+                compute="int8"),
     BackendSpec("gguf-f16", "gguf", "gguf", True, "backends.gguf:load_f16",
                 "llama.cpp GGUF in f16 through llama-cpp-python", requires=("llama_cpp",)),
     BackendSpec("gguf-q8_0", "gguf", "gguf", True, "backends.gguf:load_q8_0",

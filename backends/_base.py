@@ -71,6 +71,7 @@ class BaseBackend:
         self.max_tokens = model.max_seq_length
         self.metadata = metadata
         self.one_text_per_call = one_text_per_call
+        metadata.params.setdefault("batching", "one text per call" if one_text_per_call else "real batches")
 
     @property
     def runtime_dimension(self) -> int:

@@ -14,13 +14,14 @@ texts with one is refused with a line naming the task; the default corpus leaves
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
 from backends import BackendMetadata, BuildContext
 from backends._base import BaseBackend, Timer
-from embedgate import BackendUnavailable, EmbedgateError
+from backends.corpus import Corpus, choose, clean_texts
+from embedgate import EmbedgateError
 from embedgate.cache import cache_key
 
 
@@ -137,53 +138,15 @@ def load(ctx: BuildContext) -> Model2VecBackend:
     return _finish(ctx, "model2vec", artifact.path, metadata)
 
 
-class Corpus(NamedTuple):
-    """What model2vec-tuned is fitted on: its name for the report, its files (hashed into the cache key), and
-    whether they are STS-B CSVs (sentence pairs) or a text file of one text a line."""
-
-    name: str
-    files: list[Path]
-    stsb_csv: bool
-
-
 def corpus_for(ctx: BuildContext) -> Corpus:
     """The tuning corpus: --distill-corpus, else STS-B train+dev under --data-dir (never test), else none."""
-    given = ctx.options.distill_corpus
-    if given:
-        return Corpus(str(given), [Path(given)], stsb_csv=False)
-    data_dir = ctx.options.data_dir
-    if data_dir:
-        folder = Path(data_dir) / "stsb"
-        files = [folder / "stsb-en-train.csv", folder / "stsb-en-dev.csv"]
-        if all(f.is_file() for f in files):
-            return Corpus("stsb-en-train+dev sentences", files, stsb_csv=True)
-    raise BackendUnavailable(
-        "model2vec-tuned needs a corpus to fit the student to the teacher: --distill-corpus=FILE (one text a line), "
-        "or --data-dir with stsb/stsb-en-train.csv and stsb-en-dev.csv")
+    return choose(ctx.options.distill_corpus, ctx.options.data_dir, who="model2vec-tuned",
+                  option="--distill-corpus", purpose="to fit the student to the teacher")
 
 
-def corpus_texts(ctx: BuildContext, corpus: Corpus) -> tuple[list[str], int]:
-    """The corpus's texts with no gated test text among them, and how many the default corpus left out. A corpus the
-    user gave that shares a text with a test split is an error naming the task: the student would be judged on
-    what it was fitted to."""
-    from backends import tune
-    from embedgate.taskdata import normalise, overlap, test_split_texts
-
-    # by how the corpus was chosen, not by its name: a --distill-corpus file may well be called stsb-*.txt
-    texts = tune.stsb_sentences(corpus.files) if corpus.stsb_csv else tune.read_corpus(corpus.files)
-    try:
-        shared = overlap(texts, ctx.options.data_dir)
-    except (OSError, ValueError) as exc:
-        raise EmbedgateError(f"model2vec-tuned: cannot read the test splits to check its corpus against: {exc}") from None
-    if not shared:
-        return texts, 0
-    if not corpus.stsb_csv:
-        listed = ", ".join(f"{task} ({n} texts)" for task, n in sorted(shared.items()))
-        raise EmbedgateError(f"model2vec-tuned: --distill-corpus {corpus.name} shares texts with the test split of "
-                             f"{listed}: a student fitted on a gate's test texts is not judged fairly; remove them")
-    held_out = set().union(*test_split_texts(ctx.options.data_dir).values())
-    kept = [t for t in texts if normalise(t) not in held_out]
-    return kept, len(texts) - len(kept)
+def corpus_texts(ctx: BuildContext, chosen: Corpus) -> tuple[list[str], int]:
+    """The corpus's texts with no gated test text among them, and how many the default corpus left out."""
+    return clean_texts(chosen, ctx.options.data_dir, who="model2vec-tuned", option="--distill-corpus")
 
 
 def _tune(ctx: BuildContext, base: Path, texts: list[str], params, out_dir: Path, facts_out: dict):

@@ -132,7 +132,9 @@ def _fuse_and_save(model, path: Path) -> None:
     onnx.save_model(model, str(path))
 
 
-def _quantize_nbits(fp32_dir: Path, out_dir: Path, bits: int) -> None:
+def _nbits_quantizer(source: Path, bits: int, *, gathers: bool):
+    """onnxruntime's MatMulNBits quantizer over every float MatMul with a constant weight (and, for 4 bits with
+    `gathers`, the token-embedding Gather), as NBITS_PARAMS says."""
     import logging
 
     from onnxruntime.quantization import QuantFormat
@@ -142,10 +144,14 @@ def _quantize_nbits(fp32_dir: Path, out_dir: Path, bits: int) -> None:
     config = DefaultWeightOnlyQuantConfig(
         block_size=NBITS_PARAMS["block_size"], is_symmetric=NBITS_PARAMS["symmetric"],
         accuracy_level=NBITS_PARAMS["accuracy_level"], quant_format=QuantFormat.QOperator, bits=bits,
-        op_types_to_quantize=("MatMul", "Gather") if bits == 4 else ("MatMul",),
+        op_types_to_quantize=("MatMul", "Gather") if bits == 4 and gathers else ("MatMul",),
         quant_axes=(("MatMul", 0), ("Gather", 1)),
     )
-    quantizer = MatMulNBitsQuantizer(str(fp32_dir / "model.onnx"), algo_config=config)
+    return MatMulNBitsQuantizer(str(source), algo_config=config)
+
+
+def _quantize_nbits(fp32_dir: Path, out_dir: Path, bits: int) -> None:
+    quantizer = _nbits_quantizer(fp32_dir / "model.onnx", bits, gathers=True)
     quantizer.process()
     model = quantizer.model.model
     if bits == 8:
@@ -217,6 +223,43 @@ def build_nbits(ctx: BuildContext, bits: int) -> tuple[CachedArtifact, float]:
         {"source_model": str(ctx.model.path), "source_sha256": ctx.model.content_hash, "params": params},
     )
     return built, fp32.build_seconds
+
+
+def build_int8_static(ctx: BuildContext) -> tuple[CachedArtifact, float]:
+    from backends import static_int8
+
+    chosen, texts, left_out = static_int8.corpus(ctx, "onnx-int8-static")  # refused or skipped before any build
+    fp32 = build_fp32(ctx)
+    calibration = static_int8.corpus_manifest(chosen, left_out)
+    key = cache_key(source=fp32.manifest["files"]["model.onnx"]["sha256"], backend="onnx-int8-static",
+                    params=static_int8.ONNX_STATIC_PARAMS, corpus=calibration, versions=_versions())
+    facts: dict[str, Any] = {}
+
+    def quantize(out: Path) -> None:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(ctx.model.path), local_files_only=True, trust_remote_code=False)
+        feeds = static_int8.feeds(ctx, input_names(tokenizer), static_int8.calibration_texts(texts))
+        facts.update(static_int8.quantize_onnx(fp32.path / "model.onnx", out, feeds, ctx.cache.log))
+
+    built = ctx.cache.get_or_build(
+        "onnx-int8-static", key, quantize,
+        {"source_model": str(ctx.model.path), "source_sha256": ctx.model.content_hash,
+         "params": static_int8.ONNX_STATIC_PARAMS, "calibration_corpus": calibration, "facts": facts},
+    )
+    return built, fp32.build_seconds
+
+
+def artifact_params(manifest: dict[str, Any]) -> dict[str, Any]:
+    """What the report shows of a built artifact: its build parameters, the facts its build recorded, and the
+    calibration corpus it learned its scales from."""
+    params = {**manifest.get("params", {}), **manifest.get("facts", {})}
+    calibration = manifest.get("calibration_corpus")
+    if calibration:
+        left_out = calibration.get("left_out", 0)
+        params["calibration_corpus"] = calibration["name"] + (
+            f" (minus {left_out} texts found in gated test splits)" if left_out else "")
+    return params
 
 
 class GraphFeed:
@@ -298,7 +341,7 @@ def _load(name: str, ctx: BuildContext, build, *, one_text_per_call: bool = Fals
         metadata = BackendMetadata(
             str(path), artifact.size_bytes, 0.0, build_seconds=artifact.build_seconds + build_seconds,
             built_now=artifact.built, source="built" if artifact.built else "cached",
-            params=dict(artifact.manifest.get("params", {})),
+            params=artifact_params(artifact.manifest),
         )
     with Timer() as timer:
         backend = OnnxBackend(name, ctx, path, metadata, one_text_per_call=one_text_per_call)
@@ -313,8 +356,13 @@ def load_fp32(ctx: BuildContext) -> OnnxBackend:
 def load_int8(ctx: BuildContext) -> OnnxBackend:
     # DynamicQuantizeLinear: one activation scale per tensor (see _base)
     backend = _load("onnx-int8", ctx, build_int8, one_text_per_call=True)
-    backend.metadata.params["batching"] = "one text per call (per-tensor activation scales)"
+    backend.metadata.params["batching"] = "one text per call (per-tensor activation scales measured at run time)"
     return backend
+
+
+def load_int8_static(ctx: BuildContext) -> OnnxBackend:
+    # static activation scales: a text's vector does not depend on its batch-mates, so batches are real batches
+    return _load("onnx-int8-static", ctx, build_int8_static)
 
 
 def load_q8w(ctx: BuildContext) -> OnnxBackend:

@@ -18,7 +18,7 @@ import numpy as np
 
 from backends import BackendMetadata, BuildContext
 from backends._base import BaseBackend, Timer
-from backends.onnx_runtime import OUTPUT_NAME, GraphFeed, build_fp32, input_names
+from backends.onnx_runtime import OUTPUT_NAME, GraphFeed, artifact_params, build_fp32, input_names
 from embedgate import EmbedgateError
 from embedgate.cache import CachedArtifact, cache_key
 
@@ -54,6 +54,31 @@ def _convert(onnx_file: Path, out_dir: Path, int8: bool) -> None:
             raise MissingDependency("openvino", "nncf") from exc
         model = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_SYM)
     openvino.save_model(model, str(out_dir / "model.xml"), compress_to_fp16=False)
+
+
+def build_static(ctx: BuildContext) -> tuple[CachedArtifact, float]:
+    from backends import static_int8
+
+    chosen, texts, left_out = static_int8.corpus(ctx, "openvino-int8-static")  # refused or skipped before any build
+    fp32 = build_fp32(ctx)
+    calibration = static_int8.corpus_manifest(chosen, left_out)
+    key = cache_key(source=fp32.manifest["files"]["model.onnx"]["sha256"], backend="openvino-int8-static",
+                    params=static_int8.OPENVINO_STATIC_PARAMS, corpus=calibration, versions=_versions())
+    facts: dict = {}
+
+    def quantize(out: Path) -> None:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(ctx.model.path), local_files_only=True, trust_remote_code=False)
+        feeds = static_int8.feeds(ctx, input_names(tokenizer), static_int8.calibration_texts(texts))
+        facts.update(static_int8.quantize_openvino(fp32.path / "model.onnx", out, feeds, ctx.cache.log))
+
+    built = ctx.cache.get_or_build(
+        "openvino-int8-static", key, quantize,
+        {"source_model": str(ctx.model.path), "source_sha256": ctx.model.content_hash,
+         "params": static_int8.OPENVINO_STATIC_PARAMS, "calibration_corpus": calibration, "facts": facts},
+    )
+    return built, fp32.build_seconds
 
 
 def build(ctx: BuildContext, int8: bool) -> tuple[CachedArtifact, float]:
@@ -115,7 +140,7 @@ class OpenVinoBackend(BaseBackend):
         return self.compiled({name: encoded[name].astype(np.int64) for name in self.input_names})[self.output]
 
 
-def _load(name: str, ctx: BuildContext, int8: bool) -> OpenVinoBackend:
+def _load(name: str, ctx: BuildContext, int8: bool, *, static: bool = False) -> OpenVinoBackend:
     if ctx.artifact is not None:
         path = ctx.artifact / "model.xml" if ctx.artifact.is_dir() else ctx.artifact
         if not path.is_file() or path.suffix != ".xml" or not path.with_suffix(".bin").is_file():
@@ -124,15 +149,16 @@ def _load(name: str, ctx: BuildContext, int8: bool) -> OpenVinoBackend:
         size = path.stat().st_size + path.with_suffix(".bin").stat().st_size
         metadata = BackendMetadata(str(path), size, 0.0, source="user artifact")
     else:
-        artifact, upstream_seconds = build(ctx, int8)
+        artifact, upstream_seconds = build_static(ctx) if static else build(ctx, int8)
         path = artifact.path / "model.xml"
         metadata = BackendMetadata(
             str(path), artifact.size_bytes, 0.0, build_seconds=artifact.build_seconds + upstream_seconds,
             built_now=artifact.built, source="built" if artifact.built else "cached",
-            params=dict(artifact.manifest.get("params", {})),
+            params=artifact_params(artifact.manifest),
         )
     with Timer() as timer:
-        backend = OpenVinoBackend(name, ctx, path, metadata, int8)
+        # static INT8 carries its quantizers in the IR: the CPU plugin's dynamic quantization is for weight-only
+        backend = OpenVinoBackend(name, ctx, path, metadata, int8 and not static)
     backend.metadata.load_seconds = timer.seconds
     return backend
 
@@ -143,3 +169,7 @@ def load_fp32(ctx: BuildContext) -> OpenVinoBackend:
 
 def load_int8(ctx: BuildContext) -> OpenVinoBackend:
     return _load("openvino-int8", ctx, int8=True)
+
+
+def load_int8_static(ctx: BuildContext) -> OpenVinoBackend:
+    return _load("openvino-int8-static", ctx, int8=True, static=True)

@@ -1,7 +1,7 @@
 """Cold start: what a container restart pays, measured in a fresh process.
 
     python -m embedgate.coldstart --model DIR --backend NAME --cache DIR --threads N [--artifact PATH]
-        [--distill-corpus FILE] [--data-dir DIR]
+        [--distill-corpus FILE] [--calibration-corpus FILE] [--data-dir DIR]
 
 Prints one JSON line: seconds to import the runtime, seconds to load the (already built) artifact, seconds of
 the first encode, and the process's peak resident memory after it.
@@ -70,13 +70,15 @@ def measure_cold_start(model_path: Path, backend_name: str, cache_dir: Path, thr
 
 def coldstart_command(egsession, name: str) -> list[str]:
     """The command that measures backend `name`'s cold start as the run built or was given it: its model, cache,
-    threads, --artifact, and the corpus options its cached artifact is keyed on (model2vec-tuned's)."""
+    threads, --artifact, and the corpus options its cached artifact is keyed on (model2vec-tuned's, the static
+    builds')."""
     command = [sys.executable, "-m", "embedgate.coldstart", "--model", str(egsession.model.path),
                "--backend", name, "--cache", str(egsession.cache.root), "--threads", str(egsession.threads)]
     if name in egsession.artifacts:
         command += ["--artifact", str(egsession.artifacts[name])]
     build = egsession.options.build
-    for option, value in (("--distill-corpus", build.distill_corpus), ("--data-dir", build.data_dir)):
+    for option, value in (("--distill-corpus", build.distill_corpus), ("--calibration-corpus", build.calibration_corpus),
+                          ("--data-dir", build.data_dir)):
         if value:
             command += [option, str(value)]
     return command
@@ -89,13 +91,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, required=True)
     parser.add_argument("--threads", type=int, required=True)
     parser.add_argument("--artifact", type=Path, default=None)
-    # the run's corpus options: model2vec-tuned's cached artifact is keyed on its corpus
+    # the run's corpus options: model2vec-tuned's and the static builds' cached artifacts are keyed on them
     parser.add_argument("--distill-corpus", type=Path, default=None)
+    parser.add_argument("--calibration-corpus", type=Path, default=None)
     parser.add_argument("--data-dir", type=Path, default=None)
     args = parser.parse_args(argv)
     from embedgate.protocol import BuildOptions
 
-    options = BuildOptions(distill_corpus=args.distill_corpus, data_dir=args.data_dir)
+    options = BuildOptions(distill_corpus=args.distill_corpus, calibration_corpus=args.calibration_corpus,
+                           data_dir=args.data_dir)
     print(json.dumps(measure_cold_start(args.model, args.backend, args.cache, args.threads, args.artifact, options)))
     return 0
 

@@ -14,7 +14,8 @@ DEFAULT_BUCKETS = ("query", "sentence", "paragraph", "long")
 DEFAULT_BATCH_SIZES = (1, 5, 32)
 
 
-PATH_OPTIONS = ("--model", "--data-dir", "--artifact-cache", "--thresholds", "--report-dir", "--distill-corpus")
+PATH_OPTIONS = ("--model", "--data-dir", "--artifact-cache", "--thresholds", "--report-dir", "--distill-corpus",
+                "--calibration-corpus")
 
 
 def positive_int(value: str) -> int:
@@ -70,7 +71,8 @@ def bucket_names(value: str) -> tuple[str, ...]:
 
 
 def corpus_file(value: str) -> Path:
-    """--distill-corpus: a readable UTF-8 file with at least one non-empty line (one text a line)."""
+    """--distill-corpus, --calibration-corpus: a readable UTF-8 file with at least one non-empty line (one text a
+    line)."""
     path = Path(value).expanduser()
     try:
         text = path.read_text(encoding="utf-8")
@@ -150,5 +152,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--distill-corpus", type=corpus_file, default=None, metavar="FILE",
                     help="texts (one a line) that model2vec-tuned is fitted on, to the reference's vectors "
                          "(default: STS-B train+dev sentences under --data-dir; without either it skips)")
+    group.addoption("--calibration-corpus", type=corpus_file, default=None, metavar="FILE",
+                    help="texts (one a line) the static INT8 builds calibrate their activation scales on; none may "
+                         "be in a gated test split (default: STS-B train+dev sentences under --data-dir; without "
+                         "either they skip)")
     group.addoption("--report-dir", type=Path, default=None, metavar="DIR",
                     help="where report.json, report.md and pareto.png are written (default: ./reports)")

@@ -91,7 +91,8 @@ class BuildOptions:
     A build whose artifact depends on one puts it in its cache key (model2vec-tuned: its corpus)."""
 
     distill_corpus: Path | None = None  # --distill-corpus: model2vec-tuned's corpus, one text a line
-    data_dir: Path | None = None  # --data-dir: model2vec-tuned falls back to STS-B train+dev under it
+    calibration_corpus: Path | None = None  # --calibration-corpus: the static INT8 builds' calibration text
+    data_dir: Path | None = None  # --data-dir: both corpora fall back to STS-B train+dev under it
     probe: bool = True  # GGUF: embed one text at the file's context length in a subprocess after loading
 
 

@@ -194,7 +194,9 @@ def make_session(config: pytest.Config, threads: int) -> EmbedgateSession:
             latency_budget=config.getoption("latency_budget"),
             report_dir=Path(report_dir),
             truncate_dim=truncate_dim,
-            build=BuildOptions(distill_corpus=config.getoption("distill_corpus"), data_dir=config.getoption("data_dir")),
+            build=BuildOptions(distill_corpus=config.getoption("distill_corpus"),
+                               calibration_corpus=config.getoption("calibration_corpus"),
+                               data_dir=config.getoption("data_dir")),
         ),
     )
 
