@@ -57,6 +57,9 @@ def backend_summary(session, name: str, records: list[TestRecord]) -> dict[str, 
         "speedup_geomean": _geomean([cell["speedup"] for cell in latency.values()]),
         "speedup_b1": {cell["bucket"]: cell["speedup"] for cell in latency.values() if cell["batch_size"] == 1},
         "per_text_ms_b1": {cell["bucket"]: cell["per_text_ms"] for cell in latency.values() if cell["batch_size"] == 1},
+        # throughput where batching pays: a backend that batches for real against one that runs a text per call
+        "texts_per_s_b32": {cell["bucket"]: 1000.0 / cell["per_text_ms"] for cell in latency.values()
+                            if cell["batch_size"] == 32 and cell["per_text_ms"] > 0},
         "quality_retention_min": min(retentions) if retentions else None,
         "quality_retention_overall": overall.get("retention"),
         "quality_retention_types": dict(overall.get("types") or {}),

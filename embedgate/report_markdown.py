@@ -183,11 +183,34 @@ def _latency_section(report) -> list[str]:
             cell = backend["latency"].get(f"b{size}-{bucket}")
             row.append("–" if cell is None else f"{cell['per_text_ms']:.2f} ({cell['speedup']:.2f}x)")
         out.append(f"| `{name}` | " + " | ".join(row) + " |")
+    out += _throughput_table(report, [bucket for bucket, size, _ in cells if size == 32])
     unsteady = unsteady_baselines(report)
     if unsteady:
         out += ["", f"**Unsteady baseline** (its median inside a test differs more than {UNSTEADY_BASELINE}x from its own "
                     "test's):", ""] + [f"- {line}" for line in unsteady]
     return out + _roofline_section(report, cells)
+
+
+def _throughput_table(report, buckets: list[str]) -> list[str]:
+    """Texts per second in calls of 32 beside b1's ms a text: what batching for real buys (a backend that must run
+    one text per call gains nothing from the batch)."""
+    if not buckets:
+        return []
+    out = ["", "Throughput in calls of 32 (texts/s; x the baseline in the same test), beside b1 ms a text:", "",
+           "| backend | batching | " + " | ".join(f"b32 {b} texts/s | b1 {b} ms" for b in buckets) + " |",
+           "|---|---|" + "---|---|" * len(buckets)]
+    for name, backend in report["backends"].items():
+        latency = backend["latency"]
+        if not any(f"b32-{b}" in latency for b in buckets):
+            continue
+        row = []
+        for bucket in buckets:
+            cell, single = latency.get(f"b32-{bucket}"), latency.get(f"b1-{bucket}")
+            row.append("–" if cell is None else f"{1000 / cell['per_text_ms']:.0f} ({cell['speedup']:.2f}x)")
+            row.append("–" if single is None else f"{single['per_text_ms']:.2f}")
+        batching = ((backend.get("artifact") or {}).get("params") or {}).get("batching", "")
+        out.append(f"| `{name}` | {batching.split(' (')[0] or '–'} | " + " | ".join(row) + " |")
+    return out
 
 
 def _roofline_section(report, cells) -> list[str]:

@@ -278,3 +278,33 @@ def test_a_baseline_that_ran_at_another_speed_inside_a_test_is_called_out():
     assert lines[0].startswith("onnx-int8 b1-paragraph: the baseline took 1078.0 ms a text inside this test, 466.0 ms"), lines
     assert "2.43x is unreliable" in lines[0], lines
     assert any("Unsteady baseline" in line for line in _latency_section(report)), "report.md must say so too"
+
+
+@pytest.mark.fast
+def test_throughput_at_b32_stands_beside_b1_latency():
+    """What batching for real buys: texts/s in calls of 32 (x the baseline) beside b1's ms a text, with how each
+    backend batches; a backend with no b32 cell is left out of that table."""
+    from embedgate.report_markdown import _latency_section
+
+    def cell(size, per_text_ms, speedup):
+        return {"bucket": "sentence", "batch_size": size, "tokens_per_text": 16.0, "per_text_ms": per_text_ms,
+                "median_s": per_text_ms * size / 1000, "baseline_median_s": per_text_ms * size * speedup / 1000,
+                "speedup": speedup}
+
+    def backend(batching, b1, b32, speedup32):
+        return {"artifact": {"params": {"batching": batching}},
+                "latency": {"b1-sentence": cell(1, b1, 1.0), **({"b32-sentence": cell(32, b32, speedup32)} if b32 else {})}}
+
+    report = {"run": {"baseline": "torch-int8"}, "backends": {
+        "torch-int8": backend("one text per call (per-tensor activation scales)", 2.0, 2.0, 1.0),
+        "onnx-int8-static": backend("real batches", 1.5, 0.5, 4.0),
+        "model2vec": backend("real batches", 0.1, None, 0.0),
+    }}
+    lines = _latency_section(report)
+    rows = {line.split("|")[1].strip(): line for line in lines if line.startswith("| `")}
+    assert any(line.startswith("Throughput in calls of 32") for line in lines), lines
+    static = [line for line in lines if line.startswith("| `onnx-int8-static` | real batches |")]
+    assert static == ["| `onnx-int8-static` | real batches | 2000 (4.00x) | 1.50 |"], lines
+    assert "| `torch-int8` | one text per call | 500 (1.00x) | 2.00 |" in lines, lines
+    assert not any(line.startswith("| `model2vec` | real batches") for line in lines), "no b32 cell, no throughput row"
+    assert "`model2vec`" in rows, "the latency table still lists it"
