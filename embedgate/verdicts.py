@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
                              "measured on (repeatable; errors still count)")
     parser.add_argument("--skippable", action="append", default=[], metavar="BACKEND",
                         help="a backend whose gates may skip in this run, e.g. model2vec-tuned without a corpus "
-                             "(no --data-dir, no --distill-corpus) (repeatable)")
+                             "(no --data-dir, no --distill-corpus) (repeatable; comma-separated lists too)")
     parser.add_argument("--not-in-profile", action="append", default=[], metavar="BACKEND",
                         help="a table backend this profile deliberately does not run, e.g. the 4-bit builds in CI's "
                              "EmbeddingGemma profile (repeatable; comma-separated lists too); one that ran anyway is a "
@@ -200,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"embedgate verdicts: {exc}")
         return 2
     problems, notes = compare(report, table, args.latency_margin, tuple(args.optional),
-                              tuple(args.ignore_family), tuple(args.skippable),
+                              tuple(args.ignore_family),
+                              tuple(name for given in args.skippable for name in given.split(",") if name),
                               tuple(name for given in args.not_in_profile for name in given.split(",") if name))
     for note in notes:
         print(f"note       {note}")

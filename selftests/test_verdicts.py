@@ -150,6 +150,16 @@ def test_a_skippable_backend_may_skip_but_not_err():
     assert compare(errored, TABLE, 0.25, skippable=("b",))[0] == ["b contract/shape: error: boom"]
 
 
+def test_skippable_takes_a_comma_list(tmp_path, capsys):
+    """`make verdicts` without data lets model2vec-tuned and both static INT8 builds skip in one option."""
+    report = {**REPORT, "tests": [{**t, "verdict": "skip"} if t["backend"] == "b" else t for t in REPORT["tests"]]}
+    report_file, table = tmp_path / "report.json", tmp_path / "table.toml"
+    report_file.write_text(json.dumps(report))
+    table.write_text(suggest(REPORT, 0.25))
+    assert main([str(report_file), str(table)]) == 1
+    assert main([str(report_file), str(table), "--skippable=x,b"]) == 0, capsys.readouterr().out
+
+
 def test_a_backend_left_out_of_the_profile_is_a_note_and_one_that_ran_anyway_a_mismatch():
     """CI's EmbeddingGemma profile leaves the 4-bit builds to the by-hand run: their table entries are not compared,
     but only when the profile says so, and a backend said to be left out that ran is a mismatch (a stale list)."""
