@@ -96,7 +96,7 @@ def test_a_corpus_that_shares_a_gated_test_text_is_refused(context, tmp_path):
         builtin_registry()["model2vec-tuned"].load(context(distill_corpus=corpus, data_dir=data))
     line = str(refused.value)
     assert f"--distill-corpus {corpus} shares texts with the test split of fixture-sts (1 texts), msrp (1 texts)" in line
-    assert "stsb (1 texts): a student fitted on a gate's test texts is not judged fairly" in line
+    assert "stsb (1 texts): a build that learned from a gate's test texts is not judged fairly" in line
     assert "\n" not in line
 
 
