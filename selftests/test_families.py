@@ -19,8 +19,11 @@ import pytest
 from selftests.support_matrix import MATRIX
 from selftests.tiny_families import FAMILIES, make_tiny_family
 
-BACKENDS = ("torch-fp32", "torch-int8", "onnx-fp32", "onnx-int8", "onnx-q8w", "onnx-q4w", "openvino-fp32",
-            "openvino-int8", "gguf-f16", "gguf-q8_0", "gguf-q4_k_m", "model2vec")
+BACKENDS = ("torch-fp32", "torch-int8", "onnx-fp32", "onnx-int8", "onnx-int8-static", "onnx-q8w", "onnx-q4w",
+            "openvino-fp32", "openvino-int8", "openvino-int8-static", "gguf-f16", "gguf-q8_0", "gguf-q4_k_m", "model2vec")
+# the static INT8 builds' calibration text: general sentences no gate uses
+CALIBRATION = [f"a plain sentence number {i} about {topic}, written for calibration" for i, topic in enumerate(
+    ["weather", "cooking", "football", "history", "gardens", "trains", "music", "the sea"] * 8)]
 # builds that keep full precision give the reference's vectors (an f16 GGUF within f16's rounding) for 95% of the
 # fidelity texts: llama.cpp tokenizes a few hostile ones (literal special-token strings) its own way, as on
 # all-MiniLM-L6-v2, and a lost pooling, prompt or padding side moves every text (cls vs mean pooling: cosine 0.5-0.85)
@@ -51,7 +54,10 @@ def test_every_backend_takes_the_architecture_or_says_why(family_models, suite, 
     spec = FAMILIES[family]
     model = family_models[family]
     # in a child process: torch.onnx and transformers' model modules cannot be imported again in one process
-    result = suite.run_in_subprocess(f"--model={model}", f"--backends={','.join(BACKENDS)}", "-m", "contract or fidelity")
+    corpus = suite.pytester.path / "calibration.txt"
+    corpus.write_text("\n".join(CALIBRATION) + "\n", encoding="utf-8")
+    result = suite.run_in_subprocess(f"--model={model}", f"--backends={','.join(BACKENDS)}", f"--calibration-corpus={corpus}",
+                                     "-m", "contract or fidelity")
     output = result.stdout.str() + result.stderr.str()
     assert "Traceback" not in output, output[-3000:]
     report = suite.report()
