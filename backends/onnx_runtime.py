@@ -228,26 +228,8 @@ def build_nbits(ctx: BuildContext, bits: int) -> tuple[CachedArtifact, float]:
 def build_int8_static(ctx: BuildContext) -> tuple[CachedArtifact, float]:
     from backends import static_int8
 
-    chosen, texts, left_out = static_int8.corpus(ctx, "onnx-int8-static")  # refused or skipped before any build
-    fp32 = build_fp32(ctx)
-    calibration = static_int8.corpus_manifest(chosen, left_out)
-    key = cache_key(source=fp32.manifest["files"]["model.onnx"]["sha256"], backend="onnx-int8-static",
-                    params=static_int8.ONNX_STATIC_PARAMS, corpus=calibration, versions=_versions())
-    facts: dict[str, Any] = {}
-
-    def quantize(out: Path) -> None:
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(str(ctx.model.path), local_files_only=True, trust_remote_code=False)
-        feeds = static_int8.feeds(ctx, input_names(tokenizer), static_int8.calibration_texts(texts))
-        facts.update(static_int8.quantize_onnx(fp32.path / "model.onnx", out, feeds, ctx.cache.log))
-
-    built = ctx.cache.get_or_build(
-        "onnx-int8-static", key, quantize,
-        {"source_model": str(ctx.model.path), "source_sha256": ctx.model.content_hash,
-         "params": static_int8.ONNX_STATIC_PARAMS, "calibration_corpus": calibration, "facts": facts},
-    )
-    return built, fp32.build_seconds
+    return static_int8.build(ctx, "onnx-int8-static", static_int8.ONNX_STATIC_PARAMS, static_int8.quantize_onnx,
+                             _versions())
 
 
 def artifact_params(manifest: dict[str, Any]) -> dict[str, Any]:

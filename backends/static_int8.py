@@ -21,14 +21,18 @@ sentences, docs/design/static-int8.md):
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from backends import BuildContext
 from backends.corpus import Corpus, choose, clean_texts
 from embedgate import EmbedgateError
+
+if TYPE_CHECKING:
+    from embedgate.cache import CachedArtifact
 
 CALIBRATION = {"sentences": 256, "paragraphs": 16, "sentences_per_paragraph": 12, "seed": 0, "batch_size": 1}
 ONNX_STATIC_PARAMS: dict[str, Any] = {
@@ -64,14 +68,17 @@ def calibration_texts(texts: list[str]) -> list[str]:
     return sentences + paragraphs
 
 
-def feeds(ctx: BuildContext, names: list[str], texts: list[str]) -> list[dict[str, np.ndarray]]:
-    """One text a feed, tokenized as the backends do and truncated at the model's maximum, each with one role's
-    prompt in turn (every prompt the gates use is calibrated); no padding, so no pad position widens a range."""
+def feeds(ctx: BuildContext, texts: list[str]) -> list[dict[str, np.ndarray]]:
+    """One text a feed of the exported graph's inputs, tokenized as the backends do and truncated at the model's
+    maximum, each with one role's prompt in turn (every prompt the gates use is calibrated); no padding, so no pad
+    position widens a range."""
     from transformers import AutoTokenizer
 
+    from backends.onnx_runtime import input_names
     from embedgate.model import ROLES
 
     tokenizer = AutoTokenizer.from_pretrained(str(ctx.model.path), local_files_only=True, trust_remote_code=False)
+    names = input_names(tokenizer)
     prompts = [ctx.model.prompt_for(role) for role in ROLES]
     out = []
     for index, text in enumerate(texts):
@@ -79,6 +86,32 @@ def feeds(ctx: BuildContext, names: list[str], texts: list[str]) -> list[dict[st
                             return_tensors="np")
         out.append({name: encoded[name].astype(np.int64) for name in names})
     return out
+
+
+def build(ctx: BuildContext, name: str, params: dict[str, Any], quantize: Callable[..., dict[str, Any]],
+          versions: dict[str, str]) -> tuple[CachedArtifact, float]:
+    """A static build from the project's fp32 ONNX export: the corpus checked (refused or skipped) before anything
+    is built, `quantize(fp32_file, out_dir, feeds, log)` run on the calibration feeds, the artifact keyed on the
+    export, the parameters and the corpus, and its facts and corpus in the manifest."""
+    from backends.onnx_runtime import build_fp32
+    from embedgate.cache import cache_key
+
+    chosen, texts, left_out = corpus(ctx, name)
+    fp32 = build_fp32(ctx)
+    calibration = corpus_manifest(chosen, left_out)
+    key = cache_key(source=fp32.manifest["files"]["model.onnx"]["sha256"], backend=name, params=params,
+                    corpus=calibration, versions=versions)
+    facts: dict[str, Any] = {}
+
+    def run(out: Path) -> None:
+        facts.update(quantize(fp32.path / "model.onnx", out, feeds(ctx, calibration_texts(texts)), ctx.cache.log))
+
+    built = ctx.cache.get_or_build(
+        name, key, run,
+        {"source_model": str(ctx.model.path), "source_sha256": ctx.model.content_hash, "params": params,
+         "calibration_corpus": calibration, "facts": facts},
+    )
+    return built, fp32.build_seconds
 
 
 def corpus_manifest(chosen: Corpus, left_out: int) -> dict[str, Any]:
