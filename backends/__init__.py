@@ -35,6 +35,10 @@ _BUILTIN = (
     BackendSpec("torch-int8", "torch", "torch", True, "backends.torch_int8:load",
                 "PyTorch dynamic INT8 quantization of every Linear layer (quantized at load)",
                 requires=("torch", "sentence_transformers"), accepts_artifact=False, compute="int8"),
+    BackendSpec("torch-int8-compiled", "torch", "compiled", True, "backends.torch_compiled:load",
+                "PyTorch 2 export quantization (torchao X86InductorQuantizer, static INT8, activations calibrated on "
+                "--calibration-corpus, else STS-B train+dev) compiled ahead of time by AOTInductor",
+                requires=("torch", "torchao", "sentence_transformers"), compute="int8"),
     BackendSpec("onnx-fp32", "onnx", "onnx", True, "backends.onnx_runtime:load_fp32",
                 "the whole pipeline exported to one ONNX graph, run by onnxruntime",
                 requires=("onnxruntime", "transformers")),

@@ -1,6 +1,7 @@
-"""The static INT8 builds on the tiny model: they build from a calibration corpus no gate uses, pass the contract
-gates, and batch for real because the batch-invariance gate says they may; a dynamic build made to batch fails
-that gate; a calibration corpus that shares a gated test text is refused; the corpus is part of the artifact's key."""
+"""The static INT8 builds (onnxruntime, OpenVINO, PT2E compiled by AOTInductor) on the tiny model: they build from a
+calibration corpus no gate uses, pass the contract gates, and batch for real because the batch-invariance gate says
+they may; a dynamic build made to batch fails that gate; a calibration corpus that shares a gated test text is
+refused; the corpus is part of the artifact's key."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 
 from selftests.test_model2vec_distill import CORPUS
 
-STATIC = ("onnx-int8-static", "openvino-int8-static")
+STATIC = ("onnx-int8-static", "openvino-int8-static", "torch-int8-compiled")
 
 BATCHED_DYNAMIC = '''
 from selftests.broken_backends import pytest_embedgate_register_backends as _broken
@@ -66,6 +67,9 @@ def test_static_builds_batch_for_real_and_pass_the_contract(suite, built_models,
         assert params["batching"] == "real batches", f"{name}: {params['batching']}"
         assert params["calibration_corpus"] == "stsb-en-train+dev sentences (minus 1 texts found in gated test splits)"
         assert params["calibration_texts"] > 0, params
+    compiled = report["backends"]["torch-int8-compiled"]["artifact"]
+    assert compiled["params"]["quantized_linears"] > 0, compiled["params"]
+    assert compiled["path"].endswith("model.pt2"), compiled["path"]
     onnx = report["backends"]["onnx-int8-static"]["artifact"]["params"]
     assert onnx["static_matmuls"] > 0, onnx
     assert onnx["ffn_down_matmuls_nbits"] > 0, onnx
@@ -113,7 +117,8 @@ def test_a_calibration_corpus_that_shares_a_gated_test_text_is_refused(name, tin
     line = str(refused.value)
     assert f"{name}: --calibration-corpus {corpus} shares texts with the test split of fixture-sts (1 texts)" in line
     assert "\n" not in line
-    assert not (tmp_path / "cache" / "onnx-fp32").exists(), "refused before any build"
+    built = sorted(p.name for p in (tmp_path / "cache").glob("*/*"))
+    assert not built, f"refused before any build, yet built {built}"
 
 
 @pytest.mark.parametrize("name", STATIC)
@@ -126,3 +131,39 @@ def test_without_a_calibration_corpus_they_skip(name, tiny_model, tmp_path):
     ctx.options = BuildOptions()
     with pytest.raises(BackendUnavailable, match="--calibration-corpus=FILE"):
         builtin_registry()[name].load(ctx)
+
+
+@pytest.mark.fast
+def test_a_compiled_package_without_int8_linears_is_refused(tmp_path):
+    """Inductor can fold PT2E's quantized weights back to fp32 (compiled with grad enabled it did: fp32 addmm calls):
+    such a package is refused rather than gated as INT8."""
+    import zipfile
+
+    from backends.torch_compiled import check_int8
+    from embedgate import EmbedgateError
+
+    def package(name: str, wrapper: str):
+        path = tmp_path / name
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("model/data/aotinductor/model/x.wrapper.cpp", wrapper)
+            archive.writestr("model/data/aotinductor/model/x.kernel.cpp", "qlinear in a kernel does not count")
+        return path
+
+    check_int8(package("int8.pt2", "aoti_torch_cpu__qlinear_pointwise_tensor(buf0, ...);"))
+    fp32 = package("fp32.pt2", "aoti_torch_cpu_addmm_out(buf0, ...);")
+    with pytest.raises(EmbedgateError, match="calls no oneDNN int8 linear") as refused:
+        check_int8(fp32)
+    assert "\n" not in str(refused.value)
+
+
+@pytest.mark.fast
+def test_a_long_compile_says_how_far_it_is():
+    import time
+
+    from backends.torch_compiled import heartbeat
+
+    lines: list[str] = []
+    with heartbeat(lines.append, "compiling", every=0.05):
+        time.sleep(0.18)
+    assert any("compiling:" in line and "s so far" in line for line in lines[:-1]), lines
+    assert lines[-1].startswith("embedgate: compiling: done in"), lines
