@@ -38,7 +38,7 @@ NAME = "torch-int8-compiled"
 PACKAGE = "model.pt2"
 PARAMS: dict[str, Any] = {
     "exporter": "torch.export (dynamic batch and sequence), decomposed to ATen with Linear kept",
-    "quantizer": "torchao X86InductorQuantizer, static", "weights": "int8 per output channel",
+    "quantizer": "torchao X86InductorQuantizer, static, torch.nn.Linear only", "weights": "int8 per output channel",
     "activations": "uint8 per tensor (HistogramObserver)", "linear_unary_fusion": "not annotated (torchao IndexError)",
     "compiler": "AOTInductor (aoti_compile_and_package), freezing",
     # eager for every model: the banded attention the ONNX export uses on sliding-window models sizes its blocks
@@ -146,7 +146,10 @@ def _compile(ctx: BuildContext, texts: list[str], out: Path) -> dict[str, Any]:
     sequence = torch.export.Dim("sequence", min=1, max=ctx.model.max_seq_length)
     shapes = tuple({0: batch, 1: sequence} for _ in names)
     quantizer = Quantizer()
-    quantizer.set_global(x86.get_default_x86_inductor_quantization_config(is_dynamic=False))
+    # Linear layers only, as the static ONNX build: the global config also annotates matmuls and elementwise
+    # multiplications, among them integer ones (XLM-R's position ids, MPNet's relative buckets), which its
+    # HistogramObserver cannot take ("histogram_cpu" not implemented for 'Int')
+    quantizer.set_module_type_qconfig(torch.nn.Linear, x86.get_default_x86_inductor_quantization_config(is_dynamic=False))
     feeds = static_int8.feeds(ctx, static_int8.calibration_texts(texts))
     with torch.no_grad(), quiet():
         log(f"embedgate: {NAME}: torch.export of the pipeline")

@@ -19,8 +19,9 @@ import pytest
 from selftests.support_matrix import MATRIX
 from selftests.tiny_families import FAMILIES, make_tiny_family
 
-BACKENDS = ("torch-fp32", "torch-int8", "onnx-fp32", "onnx-int8", "onnx-int8-static", "onnx-q8w", "onnx-q4w",
-            "openvino-fp32", "openvino-int8", "openvino-int8-static", "gguf-f16", "gguf-q8_0", "gguf-q4_k_m", "model2vec")
+BACKENDS = ("torch-fp32", "torch-int8", "torch-int8-compiled", "onnx-fp32", "onnx-int8", "onnx-int8-static", "onnx-q8w",
+            "onnx-q4w", "openvino-fp32", "openvino-int8", "openvino-int8-static", "gguf-f16", "gguf-q8_0", "gguf-q4_k_m",
+            "model2vec")
 # the static INT8 builds' calibration text: general sentences no gate uses
 CALIBRATION = [f"a plain sentence number {i} about {topic}, written for calibration" for i, topic in enumerate(
     ["weather", "cooking", "football", "history", "gardens", "trains", "music", "the sea"] * 8)]

@@ -41,6 +41,25 @@ def test_timed_call_is_the_runtime_call(build_context, linear_context, name):
         f"({1e6 * measured['runtime_s']:.1f} us): {100 * measured['overhead']:.1f}% > {100 * MAX_HARNESS_OVERHEAD:.0f}%")
 
 
+@pytest.mark.parametrize("name", ["onnx-int8-static", "openvino-int8-static", "torch-int8-compiled"])
+def test_timed_call_is_the_runtime_call_for_calibrated_builds(build_context, tmp_path_factory, name):
+    """The builds calibrated on a corpus (no gate's test text) hold to the same bound."""
+    from backends import BuildOptions, builtin_registry
+    from selftests.test_families import CALIBRATION
+
+    corpus = tmp_path_factory.mktemp("calibration") / "calibration.txt"
+    corpus.write_text("\n".join(CALIBRATION) + "\n", encoding="utf-8")
+    build_context.options = BuildOptions(calibration_corpus=corpus)
+    try:
+        backend = builtin_registry()[name].load(build_context)
+    finally:
+        build_context.options = BuildOptions()
+    measured = harness_overhead(backend, QUERY)
+    assert measured["overhead"] <= MAX_HARNESS_OVERHEAD, (
+        f"{name}: the timed call takes {1e6 * measured['overhead_s']:.1f} us more than the runtime's own call "
+        f"({1e6 * measured['runtime_s']:.1f} us): {100 * measured['overhead']:.1f}% > {100 * MAX_HARNESS_OVERHEAD:.0f}%")
+
+
 def test_per_call_thread_limits_are_caught(linear_context):
     """A threadpoolctl context around every call of a model2vec backend costs many times its lookup (measured:
     docs/design/timing.md). The bound must catch that kind of harness cost."""

@@ -49,7 +49,7 @@ def test_unknown_backend_lists_the_known_ones(suite, tiny_model):
     result = suite.run(f"--model={tiny_model}", "--backends=torch-fp32,onnx-int4")
     line = one_error_line(result)
     assert "unknown backend onnx-int4" in line, line
-    assert "torch-fp32, torch-int8, onnx-fp32" in line, line
+    assert "torch-fp32, torch-int8, torch-int8-compiled, onnx-fp32" in line, line
 
 
 @pytest.mark.parametrize(
