@@ -5,8 +5,8 @@ PyTorch's own INT8 path for x86 CPUs, not the eager dynamic quantization torch-i
 sequence, quantized by torchao's `X86InductorQuantizer` (static: int8 weights per output channel, uint8 activations
 per tensor with scales calibrated ahead of time), lowered by inductor with freezing to oneDNN int8 GEMMs, and
 packaged by AOTInductor (`model.pt2`: a shared library and its constants, loaded by `aoti_load_package` without
-compiling, pickling or Python model code). Static scales make a text's vector independent of its batch-mates, so it batches for real
-(the contract's batch-invariance gate checks it).
+compiling, pickling, Python model code or torchao). Static scales make a text's vector independent of its
+batch-mates, so it batches for real (the contract's batch-invariance gate checks it).
 
 Calibration text: the same corpus and sample as the static ONNX / OpenVINO builds (backends/static_int8.py), never a
 gated test text. The package is compiled for this machine's vector ISA, which is in the cache key.
@@ -49,13 +49,10 @@ PARAMS: dict[str, Any] = {
 HEARTBEAT_SECONDS = 30.0
 
 
-def _imports():
-    """torch's inductor and torchao's PT2E quantizer, with the import-time notices of both kept off the terminal
-    (torchao's CUDA-only kernels that do not load on a CPU build; torch's pytree deprecation lines)."""
-    try:
-        import torch
-    except ImportError as exc:
-        raise MissingDependency("torch", exc.name or "torch") from exc
+def _quantizer_imports():
+    """torchao's PT2E quantizer (the build's, not the package's: loading needs torch alone), with the import-time
+    notices kept off the terminal (torchao's CUDA-only kernels that do not load on a CPU build; torch's pytree
+    deprecation lines)."""
     for logger in ("torchao", "torch.utils._pytree"):
         logging.getLogger(logger).setLevel(logging.ERROR)
     try:
@@ -64,7 +61,7 @@ def _imports():
             from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
     except ImportError as exc:
         raise MissingDependency("compiled", exc.name or "torchao") from exc
-    return torch, x86, prepare_pt2e, convert_pt2e
+    return x86, prepare_pt2e, convert_pt2e
 
 
 @contextlib.contextmanager
@@ -112,14 +109,14 @@ def heartbeat(log: Callable[[str], None], what: str, every: float = HEARTBEAT_SE
 
 def _compile(ctx: BuildContext, texts: list[str], out: Path) -> dict[str, Any]:
     """Export -> prepare -> calibrate -> convert -> export -> AOTInductor package, in `out`."""
+    import torch
     import transformers
     from sentence_transformers import SentenceTransformer
 
     from backends import static_int8
     from backends.onnx_runtime import input_names
 
-    _, x86, prepare_pt2e, convert_pt2e = _imports()
-    import torch
+    x86, prepare_pt2e, convert_pt2e = _quantizer_imports()
     log = ctx.cache.log
     transformers.logging.set_verbosity_error()
     torch.set_num_threads(ctx.threads)
@@ -197,7 +194,6 @@ def check_int8(package: Path) -> None:
 def build(ctx: BuildContext) -> CachedArtifact:
     from backends import static_int8
 
-    _imports()  # a missing torchao is a skip with its pip hint before any corpus is read
     chosen, texts, left_out = static_int8.corpus(ctx, NAME)
     params = {**PARAMS, "calibration": static_int8.CALIBRATION}
     calibration = static_int8.corpus_manifest(chosen, left_out)
@@ -215,13 +211,11 @@ class CompiledBackend(BaseBackend):
     """An AOTInductor package called with the tokenizer's int64 tensors; it returns the pipeline's vectors."""
 
     def __init__(self, ctx: BuildContext, package: Path, metadata: BackendMetadata):
+        import torch
+        import torch._inductor
         from transformers import AutoTokenizer
 
         from backends.onnx_runtime import GraphFeed, input_names
-
-        _imports()
-        import torch
-        import torch._inductor
 
         torch.set_num_threads(ctx.threads)
         try:
@@ -259,9 +253,8 @@ class CompiledBackend(BaseBackend):
 
     def runtime_call(self, prompted: list[str]) -> object:
         encoded = self.tokenizer(prompted, padding=True, truncation=True, max_length=self.max_tokens,
-                                 return_tensors="pt")
-        out = self.runner(*(encoded[n] for n in self.names))
-        return (out[0] if isinstance(out, (list, tuple)) else out).numpy()
+                                 return_tensors="np")
+        return self._call({n: encoded[n].astype(np.int64) for n in self.names})
 
 
 def load(ctx: BuildContext) -> CompiledBackend:
