@@ -171,7 +171,7 @@ def _compile(ctx: BuildContext, texts: list[str], out: Path) -> dict[str, Any]:
         import torch._inductor
 
         # under no_grad: inductor freezes (folds and prepacks the int8 weights into oneDNN qlinear calls) only for
-        # inference; with grad enabled the same program compiled to fp32 addmm calls, 2.5x slower (measured)
+        # inference; with grad enabled the same program compiled to fp32 addmm calls (docs/design/static-int8.md)
         with heartbeat(log, f"{NAME}: compiling with AOTInductor"), torch._inductor.config.patch({"freezing": True}):
             torch._inductor.aoti_compile_and_package(program, package_path=str(out / PACKAGE))
     check_int8(out / PACKAGE)
