@@ -221,8 +221,12 @@ class GgufBackend(BaseBackend):
             raise EmbedgateError(f"{gguf_file}: the file's pooling is {self.pooling}: llama.cpp gives no sentence "
                                  "vector for it (an embedding GGUF says mean, cls or last in <arch>.pooling_type)")
         dimension = int(llama_cpp.llama_model_n_embd_out(self.llm.model))
+        # closing special tokens ([SEP], </s>, Qwen's <|endoftext|>) that truncation must keep: what an empty text
+        # becomes, less the opening token where the vocabulary adds one (Qwen's adds none: it was dropped here, and
+        # a truncated text lost the <|endoftext|> its last-token pooling reads)
         empty = self.llm.tokenize(b"", add_bos=True, special=False)
-        self._suffix = empty[1:]  # closing special tokens ([SEP], <eos>) that truncation must keep
+        adds_bos = bool(llama_cpp.llama_vocab_get_add_bos(llama_cpp.llama_model_get_vocab(self.llm.model)))
+        self._suffix = empty[1:] if adds_bos and empty else empty
         self._n_seq_max = int(self.llm.context_params.n_seq_max)
         metadata.params.update(n_threads=ctx.threads, n_batch=self.n_batch, flash_attn=FLASH_ATTENTION,
                                pooling=self.pooling, context_length=self.context_length,

@@ -1,5 +1,6 @@
-"""Just enough of the GGUF format to rewrite one metadata value in place, as a tampered or mislabelled file would
-have it (the `gguf` package is not importable here: it comes only with the converter, kept off sys.path)."""
+"""Just enough of the GGUF format to read a file's metadata (llama.cpp's vocabulary files, see tiny_tokenizers.py)
+and to rewrite one value in place, as a tampered or mislabelled file would have it (the `gguf` package is not
+importable here: it comes only with the converter, kept off sys.path)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import struct
 from pathlib import Path
 
 FIXED = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}  # GGUF value type -> bytes
+FORMATS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
 STRING, ARRAY, UINT32 = 8, 9, 4
 
 
@@ -25,6 +27,34 @@ def _skip(fh, value_type: int) -> None:
                 _skip(fh, item_type)
     else:
         raise ValueError(f"unknown GGUF value type {value_type}")
+
+
+def _read(fh, value_type: int):
+    if value_type in FORMATS:
+        return struct.unpack("<" + FORMATS[value_type], fh.read(FIXED[value_type]))[0]
+    if value_type == STRING:
+        (length,) = struct.unpack("<Q", fh.read(8))
+        return fh.read(length).decode("utf-8", errors="surrogateescape")
+    if value_type == ARRAY:
+        item_type, count = struct.unpack("<IQ", fh.read(12))
+        if item_type in FORMATS:
+            return list(struct.unpack(f"<{count}{FORMATS[item_type]}", fh.read(FIXED[item_type] * count)))
+        return [_read(fh, item_type) for _ in range(count)]
+    raise ValueError(f"unknown GGUF value type {value_type}")
+
+
+def read_metadata(path: Path) -> dict:
+    """Every metadata key and its value (arrays as lists)."""
+    with Path(path).open("rb") as fh:
+        magic, _version, _tensors, count = struct.unpack("<4sIQQ", fh.read(24))
+        assert magic == b"GGUF", f"{path}: not a GGUF file"
+        found = {}
+        for _ in range(count):
+            (length,) = struct.unpack("<Q", fh.read(8))
+            key = fh.read(length).decode("utf-8")
+            (value_type,) = struct.unpack("<I", fh.read(4))
+            found[key] = _read(fh, value_type)
+    return found
 
 
 def metadata_offsets(path: Path) -> dict[str, tuple[int, int]]:
