@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
@@ -23,9 +24,20 @@ class CorpusText:
     kind: str  # query, document, sentence, multilingual, paragraph
 
 
-def _jsonl(path: Path) -> list[dict]:
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The file's rows; a line that is not JSON, or a file with no rows, is an error naming the file and line."""
+    rows = []
     with path.open(encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+        for number, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{number}: not a JSON line ({exc.msg})") from None
+    if not rows:
+        raise ValueError(f"{path}:1: no rows in the file")
+    return rows
 
 
 def read_sts_csv(path: Path, *, header: bool) -> list[tuple[str, str, float]]:
@@ -72,7 +84,7 @@ def fixture_sts() -> list[tuple[str, str, float]]:
 @cache
 def fixture_retrieval() -> tuple[list[dict], list[dict], dict[str, dict[str, int]]]:
     folder = FIXTURES / "retrieval"
-    corpus, queries = _jsonl(folder / "corpus.jsonl"), _jsonl(folder / "queries.jsonl")
+    corpus, queries = read_jsonl(folder / "corpus.jsonl"), read_jsonl(folder / "queries.jsonl")
     qrels: dict[str, dict[str, int]] = {}
     with (folder / "qrels.tsv").open(encoding="utf-8") as fh:
         next(fh)
@@ -84,7 +96,7 @@ def fixture_retrieval() -> tuple[list[dict], list[dict], dict[str, dict[str, int
 
 @cache
 def long_paragraphs() -> list[dict]:
-    return _jsonl(FIXTURES / "long_paragraphs.jsonl")
+    return read_jsonl(FIXTURES / "long_paragraphs.jsonl")
 
 
 @cache
@@ -96,7 +108,7 @@ def fidelity_corpus() -> list[CorpusText]:
     sentences = dict.fromkeys(s for pair in fixture_sts() for s in pair[:2])
     texts += [CorpusText(f"sts-{i}", s, "similarity", "sentence") for i, s in enumerate(sentences)]
     texts += [CorpusText(f"ml-{i}-{m['lang']}", m["text"], "document", "multilingual")
-              for i, m in enumerate(_jsonl(FIXTURES / "multilingual.jsonl"))]
+              for i, m in enumerate(read_jsonl(FIXTURES / "multilingual.jsonl"))]
     texts += [CorpusText(p["id"], p["text"], "document", "paragraph") for p in long_paragraphs()]
     return texts
 

@@ -14,7 +14,6 @@ on the same rows, so a cut moves both scores together; the absolute scores of a 
 from __future__ import annotations
 
 import csv
-import json
 import random
 import zlib
 from collections.abc import Callable
@@ -22,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from embedgate.data import fixture_retrieval, fixture_sts, read_sts_csv
+from embedgate.data import fixture_retrieval, fixture_sts, read_jsonl, read_sts_csv
 
 PROFILES = ("quick", "default", "full")
 
@@ -93,21 +92,6 @@ class TaskSpec:
 
 
 # ---------------------------------------------------------------- reading and cutting
-
-
-def _jsonl(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    with path.open(encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{number}: not a JSON line ({exc.msg})") from None
-    if not rows:
-        raise ValueError(f"{path}:1: no rows in the file")
-    return rows
 
 
 def _field(row: dict[str, Any], key: str, path: Path, kind: type | tuple[type, ...] = str) -> Any:
@@ -194,10 +178,10 @@ def read_sickr(data_dir: Path | None) -> STSData:
 def read_scifact(data_dir: Path | None) -> RetrievalData:
     folder = Path(data_dir or ".") / "scifact"
     queries = {str(_field(q, "id", folder / "queries.jsonl", (str, int))): _field(q, "text", folder / "queries.jsonl")
-               for q in _jsonl(folder / "queries.jsonl")}
+               for q in read_jsonl(folder / "queries.jsonl")}
     corpus = {str(_field(d, "id", folder / "corpus.jsonl", (str, int))): (str(d.get("title") or ""),
                                                                          _field(d, "text", folder / "corpus.jsonl"))
-              for d in _jsonl(folder / "corpus.jsonl")}
+              for d in read_jsonl(folder / "corpus.jsonl")}
     qrels = {q: docs for q, docs in _qrels(folder / "qrels.tsv").items() if q in queries}
     missing = sorted({d for docs in qrels.values() for d in docs} - corpus.keys())
     if missing:
@@ -227,7 +211,7 @@ def _qrels(path: Path) -> dict[str, dict[str, int]]:
 
 def read_wikiqa(data_dir: Path | None) -> RetrievalData:
     path = Path(data_dir or ".") / "wikiqa" / "test.jsonl"
-    rows = _jsonl(path)
+    rows = read_jsonl(path)
     queries: dict[str, str] = {}
     corpus: dict[str, tuple[str, str]] = {}
     qrels: dict[str, dict[str, int]] = {}
@@ -247,7 +231,7 @@ def read_wikiqa(data_dir: Path | None) -> RetrievalData:
 
 
 def _labelled(path: Path) -> list[tuple[str, str]]:
-    return [(_field(r, "text", path), str(_field(r, "label", path, (str, int)))) for r in _jsonl(path)]
+    return [(_field(r, "text", path), str(_field(r, "label", path, (str, int)))) for r in read_jsonl(path)]
 
 
 def read_banking77(data_dir: Path | None) -> ClassificationData:
@@ -258,7 +242,7 @@ def read_banking77(data_dir: Path | None) -> ClassificationData:
 def read_msrp(data_dir: Path | None) -> PairData:
     path = Path(data_dir or ".") / "msrp" / "test.jsonl"
     rows = []
-    for r in _jsonl(path):
+    for r in read_jsonl(path):
         label = r.get("label")
         if label not in (0, 1):
             raise ValueError(f"{path}: a row whose label is not 0 or 1: {str(r)[:120]}")
