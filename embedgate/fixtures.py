@@ -32,8 +32,10 @@ def egsession(request: pytest.FixtureRequest):
 
 @pytest.fixture(scope="session")
 def backend(request: pytest.FixtureRequest):
-    """The backend under test (parametrized over --backends)."""
-    return load_or_skip(request.config, request.param)
+    """The backend under test (parametrized over --backends). pytest runs one backend's tests together and tears
+    this down when it moves on to the next: the session then releases the backend (its memory), not the others."""
+    yield load_or_skip(request.config, request.param)
+    get_session(request.config).release(request.param)
 
 
 @pytest.fixture(scope="session")

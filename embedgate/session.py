@@ -3,6 +3,7 @@ and how it is made from the command line's options, once, before any test runs."
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from dataclasses import dataclass, field
@@ -30,6 +31,17 @@ class LoadFailure:
     @property
     def missing_dependency(self) -> bool:
         return isinstance(self.error, MissingDependency)
+
+
+@dataclass(frozen=True)
+class Released:
+    """A backend whose tests are done, let go to free its memory, and what the report still reads of it. Every backend
+    held to the end of a run is every runtime's weights and buffers at once: EmbeddingGemma's CI profile grew to
+    23 GB and was killed by the kernel on a 24 GB machine (2026-12-01, an openvino-int8-static build in the run)."""
+
+    metadata: Any
+    dimension: int
+    runtime_dimension: int
 
 
 @dataclass(frozen=True)
@@ -67,7 +79,7 @@ class EmbedgateSession:
     strict: bool
     artifacts: dict[str, Path]
     options: RunOptions = field(default_factory=RunOptions)
-    loaded: dict[str, EmbeddingBackend | LoadFailure] = field(default_factory=dict)
+    loaded: dict[str, EmbeddingBackend | LoadFailure | Released] = field(default_factory=dict)
     records: dict[str, TestRecord] = field(default_factory=dict)
     memo: dict[Any, Any] = field(default_factory=dict)  # values computed once per run (reference vectors, scores)
     report: dict[str, Any] | None = None  # the report as written at the session's end (the terminal summary shows it)
@@ -90,12 +102,18 @@ class EmbedgateSession:
         return self.thresholds.for_backend(backend, self.registry[backend].runtime)
 
     def load(self, name: str) -> EmbeddingBackend:
-        """Load (building if needed) a backend once per run; a failure is remembered and raised again."""
-        if name not in self.loaded:
+        """Load (building if needed) a backend once per run; a failure is remembered and raised again. A released
+        backend that a later test needs is loaded again from the cache, keeping what its first load recorded."""
+        previous = self.loaded.get(name)
+        if previous is None or isinstance(previous, Released):
+            if previous is not None:
+                stderr_log(f"embedgate: loading {name} again (released after its tests; a later test needs it)")
             spec = self.registry[name]
             ctx = BuildContext(self.model, self.cache, self.threads, self.artifacts.get(name), self.options.build)
             try:
                 backend = spec.load(ctx)
+                if previous is not None:
+                    backend.metadata = previous.metadata  # the build and load this run reports
                 # --truncate-dim: every backend, the reference included, gives its first N dims renormalised
                 self.loaded[name] = TruncatedBackend(backend, self.truncate_dim) if self.truncate_dim else backend
             except (EmbedgateError, ImportError, OSError, ValueError, RuntimeError) as exc:
@@ -103,7 +121,26 @@ class EmbedgateSession:
         value = self.loaded[name]
         if isinstance(value, LoadFailure):
             raise value.error
+        assert not isinstance(value, Released)  # loaded again above
         return value
+
+    def held_to_the_end(self) -> set[str]:
+        """The backends other gates use throughout: the reference, the baseline, release candidates and production."""
+        from embedgate.registry import REFERENCE
+
+        production = self.options.production
+        return {REFERENCE, self.baseline, *production, *production.values()}
+
+    def release(self, name: str) -> None:
+        """Let go of a backend whose tests are done (the `backend` fixture's teardown, when pytest moves on to the
+        next backend), keeping what the report reads of it; the reference and the baseline stay loaded."""
+        value = self.loaded.get(name)
+        if value is None or isinstance(value, (LoadFailure, Released)) or name in self.held_to_the_end():
+            return
+        self.loaded[name] = Released(value.metadata, value.dimension,
+                                     getattr(value, "runtime_dimension", value.dimension))
+        del value
+        gc.collect()
 
     def memoize(self, key: Any, compute):
         if key not in self.memo:
