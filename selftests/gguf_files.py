@@ -43,8 +43,9 @@ def _read(fh, value_type: int):
     raise ValueError(f"unknown GGUF value type {value_type}")
 
 
-def read_metadata(path: Path) -> dict:
-    """Every metadata key and its value (arrays as lists)."""
+def _walk(path: Path, visit) -> dict:
+    """key -> what visit(fh, value type) returns, called with the file at the key's value; visit leaves the file
+    after the value."""
     with Path(path).open("rb") as fh:
         magic, _version, _tensors, count = struct.unpack("<4sIQQ", fh.read(24))
         assert magic == b"GGUF", f"{path}: not a GGUF file"
@@ -53,23 +54,24 @@ def read_metadata(path: Path) -> dict:
             (length,) = struct.unpack("<Q", fh.read(8))
             key = fh.read(length).decode("utf-8")
             (value_type,) = struct.unpack("<I", fh.read(4))
-            found[key] = _read(fh, value_type)
+            found[key] = visit(fh, value_type)
     return found
+
+
+def read_metadata(path: Path) -> dict:
+    """Every metadata key and its value (arrays as lists)."""
+    return _walk(path, _read)
 
 
 def metadata_offsets(path: Path) -> dict[str, tuple[int, int]]:
     """key -> (value type, file offset of the value)."""
-    with Path(path).open("rb") as fh:
-        magic, _version, _tensors, count = struct.unpack("<4sIQQ", fh.read(24))
-        assert magic == b"GGUF", f"{path}: not a GGUF file"
-        found = {}
-        for _ in range(count):
-            (length,) = struct.unpack("<Q", fh.read(8))
-            key = fh.read(length).decode("utf-8")
-            (value_type,) = struct.unpack("<I", fh.read(4))
-            found[key] = (value_type, fh.tell())
-            _skip(fh, value_type)
-    return found
+
+    def offset(fh, value_type: int) -> tuple[int, int]:
+        at = fh.tell()
+        _skip(fh, value_type)
+        return value_type, at
+
+    return _walk(path, offset)
 
 
 def set_uint32(path: Path, key: str, value: int) -> int:
